@@ -1,0 +1,121 @@
+"""Plain data shared along the pipeline (no behaviour, no I/O).
+
+Shapes and units are stated on each field. Nothing here holds pixel data of a whole series.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+InputKind = Literal["dicom", "nifti", "image"]
+
+
+@dataclass(eq=False)
+class SliceRef:
+    """One 2-D slice of a series: a single-frame file, or one frame of a multi-frame file or volume.
+
+    ``dataset`` is the file's pydicom Dataset *without* PixelData (None for NIfTI and plain images);
+    for a multi-frame file every frame shares it. ``frame`` is the 0-based frame index, or None for a
+    single-frame file. ``position`` is ImagePositionPatient (mm) of this slice/frame when known.
+    """
+
+    path: Path
+    frame: int | None = None
+    sop_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    instance_number: int | None = None
+    position: tuple[float, float, float] | None = None
+    dataset: Any = None
+
+
+@dataclass(eq=False)
+class Series:
+    """A group of slices that are coloured together and written as one output series.
+
+    kind: "dicom" | "nifti" | "image". ``modality`` is the DICOM Modality ("CT", "MR", "DX", "CR",
+    "OT" for plain images). ``is_hu`` is True when the modality-LUT output is in Hounsfield units.
+    ``file_windows`` holds the file's VOI windows as (center, width) pairs, in modality-LUT units, in the
+    file's order (empty when it has none). ``photometric`` is "MONOCHROME1" or "MONOCHROME2".
+    ``bits`` is BitsStored (8 for 8-bit plain images). ``warnings`` are messages for the report and log
+    (duplicates dropped, ...), never holding patient data.
+    """
+
+    kind: InputKind
+    modality: str
+    rows: int
+    columns: int
+    slices: list[SliceRef]
+    series_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    is_hu: bool = False
+    file_windows: list[tuple[float, float]] = field(default_factory=list)
+    photometric: str = "MONOCHROME2"
+    bits: int = 16
+    pixel_spacing: tuple[float, float] | None = None
+    warnings: list[str] = field(default_factory=list)
+    source_label: str = ""  # a path to show the user (folder or file); not patient data
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one input file: status "done" | "skipped" | "failed" and a one-line reason."""
+
+    path: Path
+    status: Literal["done", "skipped", "failed"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A linear VOI window. ``units`` says what the values are: "HU", "modality" (stored values after
+    the modality LUT, not HU) or "srgb" (8-bit sRGB gray: L is the CIE L* of the gray, not linear).
+    ``name`` says where it came from: a preset name, "custom", "file", "percentile(1,99)", "srgb".
+    """
+
+    center: float
+    width: float
+    name: str = "custom"
+    units: Literal["HU", "modality", "srgb"] = "HU"
+
+    def describe(self) -> str:
+        if self.units == "srgb":
+            return "sRGB gray to CIE L*"
+        return f"{self.name} W={self.width:g} L={self.center:g} ({self.units})"
+
+
+@dataclass(frozen=True)
+class SeriesContext:
+    """What a colouriser may know about the series it colours (no file paths, no patient data)."""
+
+    modality: str
+    window: Window
+    is_hu: bool
+    n_slices: int
+    rows: int
+    columns: int
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Provenance a writer records, as plain strings: the writer never knows which backend ran."""
+
+    method: str                        # e.g. "exemplar (welsh)"
+    window: str                        # Window.describe()
+    parameters: str = ""               # short "k=v; k=v" string
+    reference_sha256: str | None = None
+    model_sha256: str | None = None
+    software_version: str = ""
+
+    def description(self) -> str:
+        """DerivationDescription text (ST, at most 1024 characters)."""
+        parts = [f"Colourised by medcolor {self.software_version}", f"method {self.method}",
+                 f"window {self.window}"]
+        if self.parameters:
+            parts.append(self.parameters)
+        if self.reference_sha256:
+            parts.append(f"reference sha256 {self.reference_sha256}")
+        if self.model_sha256:
+            parts.append(f"model sha256 {self.model_sha256}")
+        parts.append("L channel kept from the source; not for primary diagnosis")
+        return "; ".join(parts)[:1024]
