@@ -1,0 +1,1 @@
+"""medcolor's command-line front end (installed as the ``medcolor.cli`` package)."""

@@ -1,0 +1,3 @@
+from medcolor.cli.app import main
+
+main()

@@ -1,0 +1,142 @@
+"""The colouriser contract and device resolution.
+
+A colouriser turns the L channel of CIE-Lab (the windowed slice, L in 0..100) into a/b chroma:
+
+    col = SomeColorizer(device="cpu", **options)
+    col.prepare(ctx, sample_L)          # once per series; sample_L: float32 [N,1,H,W], L in 0..100
+    ab = col.colorize(L)                # L: float32 [B,1,H,W] in 0..100 -> ab: float32 [B,2,h,w]
+    col.provenance()                    # {"method", "parameters", "reference_sha256", "model_sha256"}
+
+``h, w`` may be smaller than ``H, W`` (the pipeline upsamples ab and joins it to the full-resolution
+source L, which is never changed). All tensor work happens on ``self.device``. Backends never read
+files and never write DICOM: anything they need (a reference photo, a checkpoint's tensors) is given
+to the constructor as data.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from medcolor.errors import MedcolorError
+from medcolor.types import SeriesContext
+
+__all__ = ["Colorizer", "resolve_device", "local_mean_std", "check_L"]
+
+_DEVICE_HINT = "use --device cpu or auto"
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"`` (or a torch.device) -> torch.device.
+
+    ``"auto"`` (or None) picks ``cuda`` when ``torch.cuda.is_available()`` and ``cpu`` otherwise.
+    Asking for CUDA without a CUDA device, or for a device index that does not exist, raises
+    MedcolorError naming ``--device``.
+    """
+    if isinstance(spec, torch.device):
+        text = str(spec)
+    else:
+        text = "auto" if spec is None else str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        index: int | None = None
+        if text != "cuda":
+            raw = text[len("cuda:"):]
+            if not raw.isdigit():
+                raise MedcolorError(f"bad CUDA device {spec!r}", where="--device",
+                                    hint="use auto, cpu, cuda or cuda:N with N a device number")
+            index = int(raw)
+        if not torch.cuda.is_available():
+            raise MedcolorError("CUDA was requested but no CUDA device is available", where="--device",
+                                hint=_DEVICE_HINT)
+        count = torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise MedcolorError(f"CUDA device {index} was requested but only {count} CUDA device(s) exist "
+                                f"(numbered 0..{count - 1})", where="--device",
+                                hint=f"use --device cuda:0..cuda:{count - 1}, cpu or auto")
+        return torch.device("cuda", index) if index is not None else torch.device("cuda")
+    raise MedcolorError(f"unknown device {spec!r}", where="--device", hint="use auto, cpu, cuda or cuda:N")
+
+
+def check_L(L: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Validate an L batch ``[B,1,H,W]`` (a single ``[1,H,W]`` or ``[H,W]`` slice is promoted) and
+    return it as float32 on ``device``. Raises ValueError for other shapes (a programming error)."""
+    if not isinstance(L, torch.Tensor):
+        L = torch.as_tensor(L)
+    if L.ndim == 2:
+        L = L[None, None]
+    elif L.ndim == 3:
+        L = L[None]
+    if L.ndim != 4 or L.shape[1] != 1 or L.shape[-1] < 1 or L.shape[-2] < 1:
+        raise ValueError(f"L must be [B,1,H,W], got {tuple(L.shape)}")
+    return L.to(device=device, dtype=torch.float32)
+
+
+def local_mean_std(L: torch.Tensor, size: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local mean and standard deviation of ``L`` ``[B,1,H,W]`` over a ``size``×``size`` neighbourhood.
+
+    One box-filter pass (``avg_pool2d``, stride 1) over the stacked channels ``L`` and ``L²``; near the
+    border only the pixels inside the image count (``count_include_pad=False``), so any size down to
+    1×1 works. Values are centred on 50 first to keep float32 cancellation in ``E[L²]-E[L]²`` small.
+    Returns ``(mean, std)``, both ``[B,1,H,W]`` float32 on L's device.
+    """
+    x = L - 50.0
+    stacked = torch.cat([x, x * x], dim=1)
+    pooled = F.avg_pool2d(stacked, kernel_size=size, stride=1, padding=size // 2, count_include_pad=False)
+    m, m2 = pooled[:, :1], pooled[:, 1:]
+    var = (m2 - m * m).clamp_(min=0.0)
+    return m + 50.0, var.sqrt_()
+
+
+class Colorizer(abc.ABC):
+    """Base class of every backend (see the module docstring for the contract).
+
+    Subclasses set ``name`` and ``summary``, list their constructor options in ``option_names`` and
+    implement ``prepare``, ``colorize`` and ``provenance``. ``warnings`` holds one-line messages for
+    the run report (no patient data), refreshed by ``prepare`` for each series.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    option_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
+        self.device: torch.device = device if isinstance(device, torch.device) else resolve_device(device)
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            known = ", ".join(self.option_names) or "none"
+            raise MedcolorError(f"unknown option(s) {', '.join(unknown)} for backend {self.name!r}",
+                                where="--method", hint=f"options it takes: {known}")
+        self.options: dict[str, Any] = dict(options)
+        self.warnings: list[str] = []
+
+    @classmethod
+    def availability(cls, device: torch.device | str = "cpu") -> tuple[bool, str]:
+        """``(available, reason)`` for ``device``; reason is "" when available. The base checks only
+        that a requested CUDA device exists; backends add their own needs (weights, packages)."""
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            return False, "CUDA was requested but no CUDA device is available"
+        return True, ""
+
+    @abc.abstractmethod
+    def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
+        """Series-level state from a sample of the series' slices ``[N,1,H,W]`` (L in 0..100), computed
+        once; every slice of the series then shares the same mapping."""
+
+    @abc.abstractmethod
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        """``L`` float32 ``[B,1,H,W]`` in 0..100 -> ab float32 ``[B,2,h,w]`` on ``self.device``."""
+
+    @abc.abstractmethod
+    def provenance(self) -> dict[str, Any]:
+        """``{"method": str, "parameters": dict, "reference_sha256": str | None,
+        "model_sha256": str | None}``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={str(self.device)!r})"

@@ -1,0 +1,348 @@
+"""load -> window -> L -> colorize -> gamut map -> write -> report, with accounting of every input.
+
+``run(inputs, options)`` is the one entry point the CLI uses. Per series it reads a few slices to resolve
+the window and to let the backend build its series-level state, then streams every slice through a
+MONAI DataLoader (reader worker processes), colours batches on the chosen device, and hands 8-bit RGB
+to the writers on a writer thread, so reading, computing and writing overlap.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medcolor import __version__
+from medcolor.color import lab_to_rgb8, rgb8_to_lab, upsample_ab
+from medcolor.colorizers import get_colorizer, resolve_device
+from medcolor.errors import MedcolorError
+from medcolor.io import SliceDataset, read_image_rgb, read_slice, scan
+from medcolor.metrics import colourfulness, psnr, ssim
+from medcolor.privacy import PhiRedactor
+from medcolor.report import write_report
+from medcolor.types import Derivation, FileOutcome, Series, SeriesContext
+from medcolor.windowing import resolve_window, window_to_l
+from medcolor.writers import make_writers
+
+log = logging.getLogger("medcolor")
+
+DEFAULT_REFERENCE = Path(__file__).parent / "data" / "beef_marbled.jpg"
+FORMATS = ("dicom", "png", "tiff", "both")
+
+ProgressCallback = Callable[..., None]
+
+
+@dataclass
+class RunOptions:
+    """Options of ``medcolor run`` (see ``medcolor run --help`` for their meaning)."""
+
+    output: Path
+    method: str = "exemplar"
+    reference: Path | None = None
+    window: str | None = None
+    device: str = "auto"
+    fmt: str = "dicom"
+    multiframe: bool = False
+    overwrite: bool = False
+    batch_size: int = 8
+    reader_workers: int = 1
+    exemplar_mode: str = "welsh"
+    deidentify: bool = False
+    report_phi: bool = False
+    sample_slices: int = 8
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SeriesResult:
+    """What happened to one input series (no patient data: labels are counters and modalities)."""
+
+    label: str
+    modality: str
+    kind: str
+    n_slices: int
+    rows: int
+    columns: int
+    status: str = "done"            # done | failed | partial
+    error: str = ""
+    window: str = ""
+    method: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    reference_sha256: str | None = None
+    model_sha256: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    series: list[SeriesResult]
+    outcomes: list[FileOutcome]
+    report_path: Path | None
+    device: str
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status == "failed" for o in self.outcomes) or any(s.status != "done" for s in self.series)
+
+    def counts(self) -> dict[str, int]:
+        out = {"done": 0, "skipped": 0, "failed": 0}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+
+def _noop(*_: Any, **__: Any) -> None:
+    return None
+
+
+def build_colorizer(options: RunOptions, device: torch.device):
+    """The backend for this run, built once (the reference photo is read here, not by the backend)."""
+    backend_options = dict(options.backend_options)
+    if options.method == "exemplar":
+        ref = options.reference or DEFAULT_REFERENCE
+        rgb, sha = read_image_rgb(ref)
+        backend_options.update(reference_rgb=rgb, reference_sha256=sha, mode=options.exemplar_mode)
+    elif options.reference is not None:
+        raise MedcolorError(f"--ref is only used by --method exemplar, not {options.method}", where="--ref",
+                            hint="drop --ref or use --method exemplar")
+    return get_colorizer(options.method, device=device, **backend_options)
+
+
+def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCallback | None = None) -> RunResult:
+    """Colour every image series found in ``inputs`` and write outputs and ``report.json`` to
+    ``options.output``. Raises MedcolorError only for problems with the options themselves; problems
+    with an input are recorded as failed outcomes and the other inputs are still processed."""
+    progress = progress or _noop
+    if options.fmt not in FORMATS:
+        raise MedcolorError(f"unknown output format {options.fmt!r}", where="--format",
+                            hint=f"use one of {', '.join(FORMATS)}")
+    if options.batch_size < 1:
+        raise MedcolorError("batch size must be at least 1", where="--batch-size")
+    device = resolve_device(options.device)
+    colorizer = build_colorizer(options, device)
+    t0 = time.perf_counter()
+    found = scan(inputs)
+    outcomes: list[FileOutcome] = list(found.outcomes)
+    redactor = PhiRedactor.from_series(found.series, enabled=not options.report_phi)
+    out_dir = Path(options.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[SeriesResult] = []
+    uid_map: dict[str, str] = {}
+    progress("scan_done", n_series=len(found.series), n_outcomes=len(outcomes),
+             seconds=time.perf_counter() - t0)
+    for number, series in enumerate(found.series, start=1):
+        label = f"S{number:03d}_{series.modality}"
+        result = SeriesResult(label=label, modality=series.modality, kind=series.kind,
+                              n_slices=len(series.slices), rows=series.rows, columns=series.columns,
+                              warnings=[redactor(w) for w in series.warnings])
+        progress("series_start", label=label, total=len(series.slices), source=redactor(series.source_label))
+        slice_status: dict[int, str] = {}
+        try:
+            _run_series(series, number, result, colorizer, options, device, out_dir, slice_status, uid_map,
+                        progress)
+        except MedcolorError as err:
+            result.status = "failed"
+            result.error = redactor(err.one_line())
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # an internal error must not stop the other series
+            log.debug("internal error in %s", label, exc_info=True)
+            result.status = "failed"
+            result.error = redactor(f"{series.source_label}: internal error {type(err).__name__}: {err}. "
+                                    "Run with --debug and report it")
+        outcomes.extend(_series_outcomes(series, result, slice_status, redactor))
+        results.append(result)
+        progress("series_end", result=result)
+    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device))
+    run_result.report_path = write_report(out_dir, run_result, options, redactor,
+                                          seconds=time.perf_counter() - t0)
+    return run_result
+
+
+def _series_outcomes(series: Series, result: SeriesResult, slice_status: dict[int, str],
+                     redactor: PhiRedactor) -> list[FileOutcome]:
+    """One outcome per input file of the series: done, or failed with the first reason seen."""
+    per_file: dict[Path, FileOutcome] = {}
+    for i, ref in enumerate(series.slices):
+        reason = slice_status.get(i, "")
+        if result.status == "failed":
+            reason = reason or result.error
+        status = "failed" if reason else "done"
+        prev = per_file.get(ref.path)
+        if prev is None or (prev.status == "done" and status == "failed"):
+            per_file[ref.path] = FileOutcome(ref.path, status, redactor(reason))
+    return list(per_file.values())
+
+
+def _sample_indices(n: int, k: int) -> list[int]:
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
+
+
+def _read_sample(series: Series, k: int, slice_status: dict[int, str]) -> tuple[np.ndarray, list[int]]:
+    values, used = [], []
+    for i in _sample_indices(len(series.slices), k):
+        try:
+            values.append(read_slice(series.slices[i], series))
+            used.append(i)
+        except MedcolorError as err:
+            slice_status[i] = err.one_line()
+    if not values:
+        raise MedcolorError("no slice of this series could be read", where=series.source_label,
+                            hint="check the files (see the per-file errors)")
+    return np.stack(values), used
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _run_series(series: Series, number: int, result: SeriesResult, colorizer, options: RunOptions,
+                device: torch.device, out_dir: Path, slice_status: dict[int, str], uid_map: dict[str, str],
+                progress: ProgressCallback) -> None:
+    t_start = time.perf_counter()
+    sample, _ = _read_sample(series, options.sample_slices, slice_status)
+    window = resolve_window(options.window, series, sample)
+    invert = series.photometric == "MONOCHROME1"
+    result.window = window.describe()
+    sample_l = window_to_l(torch.from_numpy(sample).to(device).unsqueeze(1), window, invert=invert)
+    ctx = SeriesContext(modality=series.modality, window=window, is_hu=series.is_hu,
+                        n_slices=len(series.slices), rows=series.rows, columns=series.columns)
+    colorizer.prepare(ctx, sample_l)
+    prov = colorizer.provenance()
+    result.method = prov.get("method", options.method)
+    result.parameters = dict(prov.get("parameters", {}))
+    result.reference_sha256 = prov.get("reference_sha256")
+    result.model_sha256 = prov.get("model_sha256")
+    result.warnings.extend(getattr(colorizer, "warnings", []) or [])
+    derivation = Derivation(method=result.method, window=result.window,
+                            parameters="; ".join(f"{k}={v}" for k, v in result.parameters.items()),
+                            reference_sha256=result.reference_sha256, model_sha256=result.model_sha256,
+                            software_version=__version__)
+    writers = make_writers(options.fmt, out_dir, series, derivation, number, multiframe=options.multiframe,
+                           overwrite=options.overwrite, deidentify=options.deidentify, uid_map=uid_map)
+    result.timings["prepare_s"] = time.perf_counter() - t_start
+
+    workers = options.reader_workers if len(series.slices) > options.batch_size else 0
+    loader = torch.utils.data.DataLoader(
+        SliceDataset(series), batch_size=options.batch_size, num_workers=workers, shuffle=False,
+        worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
+        persistent_workers=False)
+    pending: list[Future] = []
+    per_slice: dict[int, dict[str, Any]] = {}
+    t_compute = 0.0
+    ok = False
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-writer") as pool:
+        try:
+            for batch in loader:
+                t1 = time.perf_counter()
+                indices = [int(i) for i in batch["index"]]
+                errors = list(batch.get("error", [""] * len(indices)))
+                good = [k for k, e in enumerate(errors) if not e]
+                for k, e in enumerate(errors):
+                    if e:
+                        slice_status[indices[k]] = str(e)
+                if good:
+                    images = batch["image"][good].to(device=device, dtype=torch.float32)
+                    if images.ndim == 3:
+                        images = images.unsqueeze(1)
+                    with torch.inference_mode():
+                        L = window_to_l(images, window, invert=invert)
+                        ab = upsample_ab(colorizer.colorize(L).float(), (series.rows, series.columns))
+                        rgb = lab_to_rgb8(L, ab)
+                        l_out = rgb8_to_lab(rgb)[:, 0]
+                    rgb_hwc = rgb.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+                    l_in = L[:, 0].cpu().numpy()
+                    l_out_np = l_out.cpu().numpy()
+                    for j, k in enumerate(good):
+                        per_slice[indices[k]] = _slice_metrics(indices[k], l_in[j], l_out_np[j], rgb_hwc[j])
+                        ref = series.slices[indices[k]]
+                        pending.append(pool.submit(_write_all, writers, indices[k], ref, rgb_hwc[j]))
+                t_compute += time.perf_counter() - t1
+                while len(pending) > 4 * options.batch_size:  # bound memory held by queued slices
+                    pending.pop(0).result()
+                progress("advance", label=result.label, n=len(indices))
+            for fut in pending:
+                fut.result()
+            for w in writers:
+                result.outputs.extend(_rel(p, out_dir) for p in w.close())
+            ok = True
+        finally:
+            if not ok:
+                for fut in pending:
+                    fut.cancel()
+                for w in writers:
+                    w.abort()
+    result.slices = [per_slice[i] for i in sorted(per_slice)]
+    result.summary = _summarize(result.slices)
+    result.timings["compute_s"] = t_compute
+    result.timings["total_s"] = time.perf_counter() - t_start
+    n_bad = sum(1 for i in range(len(series.slices)) if slice_status.get(i))
+    if n_bad:
+        result.status = "partial" if per_slice else "failed"
+        result.error = f"{n_bad} of {len(series.slices)} slices could not be read"
+        if not per_slice:
+            raise MedcolorError("no slice of this series could be read", where=series.source_label,
+                                hint="check the files (see the per-file errors)")
+
+
+def _write_all(writers, index: int, ref, rgb: np.ndarray) -> None:
+    for w in writers:
+        w.write(index, ref, rgb)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _slice_metrics(index: int, l_in: np.ndarray, l_out: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
+    dl = np.abs(l_out - l_in)
+    return {
+        "index": index,
+        "delta_l_mean": float(dl.mean()),
+        "delta_l_p99": float(np.percentile(dl, 99)),
+        "delta_l_max": float(dl.max()),
+        "colourfulness": float(colourfulness(rgb)),
+        "psnr_l": float(psnr(l_in, l_out, data_range=100.0)),
+        "ssim_l": float(ssim(l_in, l_out, data_range=100.0)),
+    }
+
+
+def _summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    if not slices:
+        return {}
+    def col(k: str) -> np.ndarray:
+        return np.array([s[k] for s in slices], dtype=np.float64)
+    psnrs = col("psnr_l")
+    finite = psnrs[np.isfinite(psnrs)]
+    return {
+        "n_slices": len(slices),
+        "delta_l_mean": float(col("delta_l_mean").mean()),
+        "delta_l_p99_max": float(col("delta_l_p99").max()),
+        "delta_l_max": float(col("delta_l_max").max()),
+        "colourfulness_mean": float(col("colourfulness").mean()),
+        "psnr_l_mean": float(finite.mean()) if finite.size else float("inf"),
+        "ssim_l_mean": float(col("ssim_l").mean()),
+    }
+
+
+def result_as_dict(result: SeriesResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
