@@ -28,7 +28,7 @@ from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
 from medcolor.types import Derivation, FileOutcome, Series, SeriesContext
 from medcolor.windowing import resolve_window, window_to_l
-from medcolor.writers import make_writers
+from medcolor.writers import get_writers
 
 log = logging.getLogger("medcolor")
 
@@ -230,7 +230,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                             parameters="; ".join(f"{k}={v}" for k, v in result.parameters.items()),
                             reference_sha256=result.reference_sha256, model_sha256=result.model_sha256,
                             software_version=__version__)
-    writers = make_writers(options.fmt, out_dir, series, derivation, number, multiframe=options.multiframe,
+    writers = get_writers(options.fmt, out_dir, series, derivation, number, multiframe=options.multiframe,
                            overwrite=options.overwrite, deidentify=options.deidentify, uid_map=uid_map)
     result.timings["prepare_s"] = time.perf_counter() - t_start
 

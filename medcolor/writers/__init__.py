@@ -1,0 +1,71 @@
+"""Writers of colourised slices: RGB Secondary Capture DICOM (single- or multi-frame), PNG, TIFF.
+
+Every writer has the same interface: ``write(index, ref, rgb) -> Path | None``, ``close() ->
+list[Path]``, ``abort()``; files are named from counters only and written atomically. A writer never
+knows which backend ran: provenance arrives as a :class:`medcolor.types.Derivation`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from medcolor.errors import MedcolorError
+from medcolor.types import Derivation, Series, SliceRef
+from medcolor.writers.dicom_sc import (
+    IMPLEMENTATION_CLASS_UID,
+    MF_TRUE_COLOR_SC_IMAGE_STORAGE,
+    SC_IMAGE_STORAGE,
+    Deidentifier,
+    RGBSecondaryCapture,
+    SecondaryCaptureWriter,
+    patient_orientation,
+    series_description,
+)
+from medcolor.writers.image import ImageWriter
+
+__all__ = [
+    "IMPLEMENTATION_CLASS_UID",
+    "MF_TRUE_COLOR_SC_IMAGE_STORAGE",
+    "SC_IMAGE_STORAGE",
+    "Deidentifier",
+    "ImageWriter",
+    "OutputFormat",
+    "RGBSecondaryCapture",
+    "SecondaryCaptureWriter",
+    "SliceWriter",
+    "get_writers",
+    "patient_orientation",
+    "series_description",
+]
+
+OutputFormat = Literal["dicom", "png", "tiff", "both"]
+
+
+class SliceWriter(Protocol):
+    """What the pipeline needs from a writer."""
+
+    def write(self, index: int, ref: SliceRef, rgb: np.ndarray) -> Path | None: ...
+
+    def close(self) -> list[Path]: ...
+
+    def abort(self) -> None: ...
+
+
+def get_writers(fmt: OutputFormat, out_dir: Path, series: Series, derivation: Derivation,
+                series_number: int, *, multiframe: bool = False, overwrite: bool = False,
+                deidentify: bool = False, uid_map: dict[str, str] | None = None) -> list[SliceWriter]:
+    """The writers for one series: "dicom" (SC), "png", "tiff", or "both" (SC + PNG)."""
+    if fmt not in ("dicom", "png", "tiff", "both"):
+        raise MedcolorError(f"unknown output format {fmt!r}", where="--format",
+                            hint="use dicom, png, tiff or both")
+    writers: list[SliceWriter] = []
+    if fmt in ("dicom", "both"):
+        writers.append(SecondaryCaptureWriter(out_dir, series, derivation, series_number,
+                                              multiframe=multiframe, overwrite=overwrite,
+                                              deidentify=deidentify, uid_map=uid_map))
+    if fmt in ("png", "tiff", "both"):
+        writers.append(ImageWriter(out_dir, series, series_number, fmt="tiff" if fmt == "tiff" else "png",
+                                   overwrite=overwrite, derivation=derivation))
+    return writers
