@@ -1,0 +1,29 @@
+"""Reading inputs: sniffing, series grouping and sorting, decoding, the modality LUT, MONAI glue.
+
+Public API::
+
+    scan(inputs) -> ScanResult(series: list[Series], outcomes: list[FileOutcome])
+    read_slice(ref, series) -> np.ndarray float32 [rows, cols]  (modality values, HU for CT)
+    read_image_rgb(path) -> (uint8 [H, W, 3] sRGB, sha256 hex of the file)
+    MedcolorReader   monai.data.ImageReader for monai.transforms.LoadImage  (imported lazily)
+    SliceDataset     monai.data.Dataset of {"index", "image" [1,H,W], "error"} (imported lazily)
+
+Inputs are never modified. MONOCHROME1 is never inverted here: ``Series.photometric`` says so and
+windowing inverts L. Errors are MedcolorError with a one-line message naming the file.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from medcolor.io._scan import ScanResult, expand_inputs, read_image_rgb, read_slice, scan
+
+__all__ = ["ScanResult", "scan", "read_slice", "read_image_rgb", "expand_inputs", "MedcolorReader",
+           "SliceDataset"]
+
+
+def __getattr__(name: str) -> Any:  # MONAI is heavy: import it only when the MONAI glue is used
+    if name in ("MedcolorReader", "SliceDataset"):
+        from medcolor.io import _monai
+
+        return getattr(_monai, name)
+    raise AttributeError(f"module 'medcolor.io' has no attribute {name!r}")

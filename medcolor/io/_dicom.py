@@ -1,0 +1,367 @@
+"""DICOM sniffing, header reading, per-frame geometry, decoding and the modality LUT.
+
+Tolerant when reading (pydicom's lenient parser, files without preamble/meta, missing Transfer
+Syntax), but an empty, zero-filled or text file is never turned into an empty dataset: a file is
+only DICOM if it has the ``DICM`` magic at offset 128 or starts with a plausible group 0002/0008
+element *and* parses into a dataset with identifying attributes.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom import uid as _uid
+from pydicom.dataset import Dataset
+
+from medcolor.errors import MedcolorError, SkipInput
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+_PIXEL_TAGS = {(0x7FE0, 0x0010): "PixelData", (0x7FE0, 0x0008): "FloatPixelData",
+               (0x7FE0, 0x0009): "DoubleFloatPixelData"}
+_MONO = ("MONOCHROME1", "MONOCHROME2")
+#: refuse to decode a single frame larger than this many pixels (about 16k x 16k)
+MAX_FRAME_PIXELS = 1 << 28
+_IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID",
+                "SeriesInstanceUID", "Rows")
+
+
+@dataclass
+class DicomHeader:
+    """A parsed header (no pixel data) and what the scan learned about the pixel data element."""
+
+    dataset: Dataset
+    transfer_syntax: str
+    has_pixels: bool
+    pixel_length: int | None = None    # value length of the pixel data element (None: encapsulated)
+    pixel_value_offset: int | None = None  # file offset of its value (None when unknown, e.g. deflate)
+
+
+def sniff_dicom(head: bytes) -> str | None:
+    """Classify the first bytes of a file: "part10" (preamble + DICM), "raw" (no preamble/meta but
+    starts like a DICOM data set: group 0002 or 0008, either byte order) or None (not DICOM)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "part10"
+    if len(head) < 8:
+        return None
+    for endian in "<>":
+        group, elem = struct.unpack(endian + "HH", head[:4])
+        if group in (0x0002, 0x0008) and elem < 0x1000:
+            vr = head[4:6]
+            if vr.isalpha() and vr.isupper():
+                return "raw"
+            # implicit VR: 4-byte length that fits in a sane header
+            (length,) = struct.unpack(endian + "L", head[4:8])
+            if length < 0x10000:
+                return "raw"
+    return None
+
+
+def _resolved_syntax(ds: Dataset) -> str:
+    """Transfer Syntax UID from the file meta, or guessed from how pydicom parsed the data set."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return str(ts)
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        implicit, little = bool(getattr(ds, "is_implicit_VR", True)), bool(getattr(ds, "is_little_endian", True))
+    if implicit:
+        return _uid.ImplicitVRLittleEndian
+    return _uid.ExplicitVRLittleEndian if little else _uid.ExplicitVRBigEndian
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:200] + "...") if len(text) > 200 else (text or type(exc).__name__)
+
+
+def read_header(path: Path, kind: str) -> DicomHeader:
+    """Read a DICOM header without pixel data. Raises SkipInput when the file parses but is not an
+    image we colourise (DICOMDIR, no pixel data, colour, segmentation) and MedcolorError when it is
+    unreadable or truncated."""
+    lenient = kind == "raw"
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
+            ts = _resolved_syntax(ds)
+            has_pixels, length, offset = False, None, None
+            if _uid.UID(ts).is_deflated:
+                fp.seek(0)
+                full = pydicom.dcmread(fp, force=lenient)
+                has_pixels = any(k in full for k in _PIXEL_TAGS.values())
+            else:
+                implicit, little = _uid.UID(ts).is_implicit_VR, _uid.UID(ts).is_little_endian
+                start = fp.tell()
+                raw = fp.read(12)
+                if len(raw) >= 8:
+                    endian = "<" if little else ">"
+                    group, elem = struct.unpack(endian + "HH", raw[:4])
+                    if (group, elem) in _PIXEL_TAGS:
+                        has_pixels = True
+                        if implicit:
+                            (length,) = struct.unpack(endian + "L", raw[4:8])
+                            offset = start + 8
+                        elif len(raw) == 12:
+                            (length,) = struct.unpack(endian + "L", raw[8:12])
+                            offset = start + 12
+                        if length == 0xFFFFFFFF:
+                            length = None
+    except MedcolorError:
+        raise
+    except Exception as exc:  # pydicom raises many types for malformed headers
+        raise MedcolorError(f"unreadable DICOM header ({_one_line(exc)})", where=path,
+                            hint="the file is truncated or corrupt; re-export it from the source") from None
+
+    if lenient and (len(ds) < 3 or not any(k in ds for k in _IDENTIFYING)):
+        raise SkipInput("not DICOM", where=path)
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str((meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+                    or ds.get("SOPClassUID", ""))
+    if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+        raise SkipInput("DICOMDIR (a media directory, not an image)", where=path,
+                        hint="pass the folder instead; the images it lists are found by the folder scan")
+    if not has_pixels:
+        image_class = "Image Storage" in _uid.UID(sop_class).name if sop_class else False
+        if len(ds) == 0 or (("Rows" in ds or image_class) and not _uid.UID(ts).is_deflated):
+            raise MedcolorError("image object without pixel data (truncated file?)", where=path,
+                                hint="the file is incomplete; copy or export it again")
+        what = str(ds.get("Modality", "")) or "object"
+        raise SkipInput(f"no pixel data ({what})", where=path)
+    if sop_class == SEGMENTATION_SOP_CLASS or str(ds.get("Modality", "")) == "SEG":
+        raise SkipInput("segmentation, not a grayscale image", where=path)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    if spp != 1 or photometric not in _MONO:
+        raise SkipInput(f"already colour ({photometric or 'SamplesPerPixel ' + str(spp)})", where=path)
+    if not ds.get("Rows") or not ds.get("Columns"):
+        raise MedcolorError("image header lacks Rows/Columns", where=path, hint="the file is not a valid image")
+    if meta is None:
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        meta = ds.file_meta
+    if not meta.get("TransferSyntaxUID"):
+        meta.TransferSyntaxUID = _uid.UID(ts)  # in-memory only: the input file is never modified
+    header = DicomHeader(ds, ts, has_pixels, length, offset)
+    _check_sizes(header, path)
+    return header
+
+
+def n_frames(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _frame_bytes(ds: Dataset) -> int:
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    if bits == 1:
+        return (rows * cols * spp + 7) // 8
+    return rows * cols * spp * ((bits + 7) // 8)
+
+
+def _check_sizes(header: DicomHeader, path: Path) -> None:
+    """Refuse absurd sizes and natively encoded pixel data shorter than Rows*Columns*frames."""
+    ds = header.dataset
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if rows * cols > MAX_FRAME_PIXELS:
+        raise MedcolorError(f"image too large ({rows}x{cols} pixels per frame)", where=path,
+                            hint=f"medcolor decodes frames of at most {MAX_FRAME_PIXELS} pixels")
+    ts = _uid.UID(header.transfer_syntax)
+    if ts.is_encapsulated or ts.is_deflated:
+        return
+    frames = n_frames(ds)
+    expected = _frame_bytes(ds) * frames
+    if header.pixel_length is not None and header.pixel_value_offset is not None:
+        available = min(header.pixel_length, max(0, os.path.getsize(path) - header.pixel_value_offset))
+        # odd lengths are padded to even; allow the pad byte
+        if available + 1 < expected:
+            raise MedcolorError(f"pixel data truncated ({available} of {expected} bytes for "
+                                f"{frames} frame(s) of {rows}x{cols})", where=path,
+                                hint="the file is incomplete; copy or export it again")
+
+
+# ---------------------------------------------------------------- per-frame functional groups
+
+def functional_item(ds: Dataset, frame: int | None, keyword: str) -> Dataset | None:
+    """The first item of functional group macro ``keyword`` for ``frame`` (per-frame first, then
+    shared), or None. For single-frame or classic files returns None."""
+    if frame is not None:
+        pf = ds.get("PerFrameFunctionalGroupsSequence")
+        if pf is not None and frame < len(pf):
+            seq = pf[frame].get(keyword)
+            if seq:
+                return seq[0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        seq = shared[0].get(keyword)
+        if seq:
+            return seq[0]
+    return None
+
+
+def _floats(value: Any) -> list[float]:
+    if value is None or value == "":
+        return []
+    try:
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+            return [float(v) for v in value]
+        return [float(value)]
+    except (TypeError, ValueError):
+        return []
+
+
+def frame_position(ds: Dataset, frame: int | None) -> tuple[float, float, float] | None:
+    item = functional_item(ds, frame, "PlanePositionSequence")
+    # classic multi-frame files state one position for the whole file: no per-frame position
+    src = item if item is not None else (ds if n_frames(ds) == 1 else None)
+    if src is None:
+        return None
+    vals = _floats(src.get("ImagePositionPatient"))
+    return (vals[0], vals[1], vals[2]) if len(vals) == 3 else None
+
+
+def frame_orientation(ds: Dataset, frame: int | None) -> tuple[float, ...] | None:
+    item = functional_item(ds, frame, "PlaneOrientationSequence")
+    vals = _floats((item if item is not None else ds).get("ImageOrientationPatient"))
+    return tuple(vals) if len(vals) == 6 else None
+
+
+def frame_spacing(ds: Dataset, frame: int | None) -> tuple[float, float] | None:
+    item = functional_item(ds, frame, "PixelMeasuresSequence")
+    for src, key in ((item, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing")):
+        if src is not None:
+            vals = _floats(src.get(key))
+            if len(vals) == 2:
+                return (vals[0], vals[1])
+    return None
+
+
+def frame_rescale(ds: Dataset, frame: int | None) -> tuple[float, float, str | None] | None:
+    """(slope, intercept, RescaleType) for the frame, or None when there is no linear rescale."""
+    item = functional_item(ds, frame, "PixelValueTransformationSequence")
+    for src in (item, ds):
+        if src is not None and "RescaleSlope" in src and "RescaleIntercept" in src:
+            slope, intercept = _floats(src.RescaleSlope), _floats(src.RescaleIntercept)
+            if slope and intercept:
+                rtype = src.get("RescaleType")
+                return slope[0], intercept[0], (str(rtype).strip().upper() if rtype else None)
+    return None
+
+
+def file_windows(ds: Dataset, frame: int | None) -> list[tuple[float, float]]:
+    """VOI windows (center, width) of the file/frame, in modality-LUT units, in file order."""
+    item = functional_item(ds, frame if frame is not None else 0, "FrameVOILUTSequence")
+    src = item if item is not None else ds
+    centers, widths = _floats(src.get("WindowCenter")), _floats(src.get("WindowWidth"))
+    return [(c, w) for c, w in zip(centers, widths) if w > 0]
+
+
+def is_hounsfield(ds: Dataset, frame: int | None) -> bool:
+    """CT and the rescale type is absent or HU (enhanced CT states it per frame)."""
+    if str(ds.get("Modality", "")).upper() != "CT":
+        return False
+    rs = frame_rescale(ds, frame)
+    if rs is None:
+        return False
+    return rs[2] in (None, "", "HU")
+
+
+# ---------------------------------------------------------------- decoding
+
+_JPEG_FAMILY = {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit, _uid.JPEGLossless, _uid.JPEGLosslessSV1}
+
+
+def _decode_with_dcmdjpeg(path: Path, index: int | None, ts: str) -> np.ndarray:
+    """Last resort for JPEG data the Python plug-ins refuse (e.g. 12-bit JPEG Extended): let DCMTK's
+    dcmdjpeg decompress a temporary copy (the input file is not touched)."""
+    tool = shutil.which("dcmdjpeg")
+    if tool is None:
+        raise RuntimeError("no plug-in decodes it and dcmdjpeg (DCMTK) is not installed")
+    with tempfile.TemporaryDirectory(prefix="medcolor-") as tmp:
+        out = Path(tmp) / "decoded.dcm"
+        res = subprocess.run([tool, str(path), str(out)], capture_output=True, timeout=120)
+        if res.returncode != 0 or not out.exists():
+            raise RuntimeError("dcmdjpeg failed: " + res.stderr.decode(errors="replace").strip()[:160])
+        return pydicom.pixels.pixel_array(str(out), index=index)
+
+
+def decode_frame(path: Path, header_ds: Dataset, frame: int | None) -> np.ndarray:
+    """Stored values of one frame ([rows, cols], native dtype), decoding any supported syntax.
+    Only the requested frame is decoded for multi-frame files."""
+    ts = _resolved_syntax(header_ds)
+    tsu = _uid.UID(ts)
+    frames = n_frames(header_ds)
+    index = frame if frames > 1 else None
+    rows, cols = int(header_ds.Rows), int(header_ds.Columns)
+    if rows * cols > MAX_FRAME_PIXELS:
+        raise MedcolorError(f"image too large ({rows}x{cols} pixels per frame)", where=path)
+    if not tsu.is_encapsulated and not tsu.is_deflated:
+        need = _frame_bytes(header_ds) * frames
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise MedcolorError(f"cannot read file ({_one_line(exc)})", where=path) from None
+        if need > size:
+            raise MedcolorError(f"pixel data truncated (needs {need} bytes, file has {size})", where=path,
+                                hint="the file is incomplete; copy or export it again")
+    if frame is not None and not 0 <= frame < frames:
+        raise MedcolorError(f"frame {frame} out of range (file has {frames})", where=path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if tsu.is_deflated:
+                full = pydicom.dcmread(str(path), force=True)
+                if not full.file_meta.get("TransferSyntaxUID"):
+                    full.file_meta.TransferSyntaxUID = tsu
+                arr = pydicom.pixels.pixel_array(full, index=index)
+            else:
+                try:
+                    arr = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
+                except Exception:
+                    if tsu not in _JPEG_FAMILY:
+                        raise
+                    arr = _decode_with_dcmdjpeg(path, index, ts)
+    except MedcolorError:
+        raise
+    except FileNotFoundError:
+        raise MedcolorError("file not found", where=path, hint="was it moved or deleted after the scan?") from None
+    except Exception as exc:
+        raise MedcolorError(f"cannot decode pixel data ({tsu.name}): {_one_line(exc)}", where=path,
+                            hint="the pixel data is truncated or corrupt, or needs a decoder plug-in "
+                                 "(see medcolor doctor)") from None
+    if arr.ndim == 3 and index is None and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.shape != (rows, cols):
+        raise MedcolorError(f"decoded frame has shape {arr.shape}, header says {rows}x{cols}", where=path,
+                            hint="the file is inconsistent; re-export it")
+    return arr
+
+
+def apply_modality(arr: np.ndarray, ds: Dataset, frame: int | None) -> np.ndarray:
+    """Stored values -> modality values (HU for CT) as float32: per-frame or shared Pixel Value
+    Transformation (enhanced), Modality LUT Sequence, Rescale Slope/Intercept, or identity."""
+    item = functional_item(ds, frame, "PixelValueTransformationSequence")
+    if item is None and "ModalityLUTSequence" in ds:
+        return np.asarray(pydicom.pixels.apply_modality_lut(arr, ds), dtype=np.float32)
+    rs = frame_rescale(ds, frame)
+    out = arr.astype(np.float32)
+    if rs is not None:
+        slope, intercept, _ = rs
+        if slope != 1.0:
+            out *= np.float32(slope)
+        if intercept != 0.0:
+            out += np.float32(intercept)
+    return out
