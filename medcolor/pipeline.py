@@ -218,7 +218,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
     result.window = window.describe()
     sample_l = window_to_l(torch.from_numpy(sample).to(device).unsqueeze(1), window, invert=invert)
     ctx = SeriesContext(modality=series.modality, window=window, is_hu=series.is_hu,
-                        n_slices=len(series.slices), rows=series.rows, columns=series.columns)
+                        n_slices=len(series.slices), rows=series.rows, columns=series.columns, inverted=invert)
     colorizer.prepare(ctx, sample_l)
     prov = colorizer.provenance()
     result.method = prov.get("method", options.method)

@@ -94,6 +94,7 @@ class SeriesContext:
     n_slices: int
     rows: int
     columns: int
+    inverted: bool = False  # True when L was inverted (MONOCHROME1): L = 100 - windowed value
 
 
 @dataclass(frozen=True)

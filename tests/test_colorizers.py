@@ -243,6 +243,8 @@ def test_get_colorizer_on_missing_cuda_raises(monkeypatch):
     ok, reason = LutColorizer.availability(torch.device("cuda"))
     assert not ok and "CUDA" in reason
     assert LutColorizer.availability("cpu") == (True, "")
+    infos = {i.name: i for i in list_backends("cuda")}           # doctor reports, never raises
+    assert not infos["exemplar"].available and "CUDA" in infos["exemplar"].reason
 
 
 # ----------------------------------------------------------------------------- local statistics
