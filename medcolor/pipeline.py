@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medcolor import __version__
-from medcolor.color import lab_to_rgb8, rgb8_to_lab, upsample_ab
+from medcolor.color import lab_to_rgb8, rgb8_to_L_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.io import SliceDataset, read_image_rgb, read_slice, scan
@@ -136,10 +136,26 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
     redactor = PhiRedactor.from_series(found.series, enabled=not options.report_phi)
     out_dir = Path(options.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[SeriesResult] = []
-    uid_map: dict[str, str] = {}
     progress("scan_done", n_series=len(found.series), n_outcomes=len(outcomes),
              seconds=time.perf_counter() - t0)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and options.reader_workers > 0:
+        # one core reads (worker process) and writes (writer thread); torch keeps the rest
+        torch.set_num_threads(max(1, cpu_count() - 1))
+    try:
+        results = _run_all(found, options, colorizer, device, out_dir, outcomes, redactor, progress)
+    finally:
+        torch.set_num_threads(threads)
+    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device))
+    run_result.report_path = write_report(out_dir, run_result, options, redactor,
+                                          seconds=time.perf_counter() - t0)
+    return run_result
+
+
+def _run_all(found, options: RunOptions, colorizer, device: torch.device, out_dir: Path,
+             outcomes: list[FileOutcome], redactor: PhiRedactor, progress: ProgressCallback) -> list[SeriesResult]:
+    results: list[SeriesResult] = []
+    uid_map: dict[str, str] = {}
     for number, series in enumerate(found.series, start=1):
         label = f"S{number:03d}_{series.modality}"
         result = SeriesResult(label=label, modality=series.modality, kind=series.kind,
@@ -163,10 +179,7 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
         outcomes.extend(_series_outcomes(series, result, slice_status, redactor))
         results.append(result)
         progress("series_end", result=result)
-    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device))
-    run_result.report_path = write_report(out_dir, run_result, options, redactor,
-                                          seconds=time.perf_counter() - t0)
-    return run_result
+    return results
 
 
 def _series_outcomes(series: Series, result: SeriesResult, slice_status: dict[int, str],
@@ -243,7 +256,10 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
     per_slice: dict[int, dict[str, Any]] = {}
     t_compute = 0.0
     ok = False
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-writer") as pool:
+    # measuring (numpy/OpenCV, releases the GIL) and writing (pydicom) each get a thread, so they
+    # overlap with the colouring on the main thread and with the reader process
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-measure") as measure_pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-writer") as write_pool:
         try:
             for batch in loader:
                 t1 = time.perf_counter()
@@ -259,18 +275,22 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                         images = images.unsqueeze(1)
                     with torch.inference_mode():
                         L = window_to_l(images, window, invert=invert)
-                        ab = upsample_ab(colorizer.colorize(L).float(), (series.rows, series.columns))
-                        rgb = lab_to_rgb8(L, ab)
-                        l_out = rgb8_to_lab(rgb)[:, 0]
-                    rgb_hwc = rgb.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-                    l_in = L[:, 0].cpu().numpy()
-                    l_out_np = l_out.cpu().numpy()
-                    for j, k in enumerate(good):
-                        per_slice[indices[k]] = _slice_metrics(indices[k], l_in[j], l_out_np[j], rgb_hwc[j])
-                        ref = series.slices[indices[k]]
-                        pending.append(pool.submit(_write_all, writers, indices[k], ref, rgb_hwc[j]))
+                        # Per-pixel backends go slice by slice on the CPU: their work is memory-bound
+                        # and a batch-sized set of temporaries falls out of cache (measured 2x slower
+                        # per slice at batch 8). Network backends (batched = True) get whole batches.
+                        whole = getattr(colorizer, "batched", False) or device.type != "cpu"
+                        ab_all = colorizer.colorize(L) if whole else None
+                        for j, k in enumerate(good):
+                            Lj = L[j:j + 1]
+                            ab = ab_all[j:j + 1] if whole else colorizer.colorize(Lj)
+                            ab = upsample_ab(ab.float(), (series.rows, series.columns))
+                            rgb = lab_to_rgb8(Lj, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
+                            l_in = L[j, 0].cpu().numpy()
+                            index = indices[k]
+                            pending.append(measure_pool.submit(_measure_slice, index, l_in, rgb, per_slice))
+                            pending.append(write_pool.submit(_write_all, writers, index, series.slices[index], rgb))
                 t_compute += time.perf_counter() - t1
-                while len(pending) > 4 * options.batch_size:  # bound memory held by queued slices
+                while len(pending) > 8 * options.batch_size:  # bound memory held by queued slices
                     pending.pop(0).result()
                 progress("advance", label=result.label, n=len(indices))
             for fut in pending:
@@ -297,6 +317,11 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                                 hint="check the files (see the per-file errors)")
 
 
+def _measure_slice(index: int, l_in: np.ndarray, rgb: np.ndarray, per_slice: dict[int, dict[str, Any]]) -> None:
+    """Measure the 8-bit RGB that will be written against the windowed L."""
+    per_slice[index] = _slice_metrics(index, l_in, rgb8_to_L_numpy(rgb), rgb)
+
+
 def _write_all(writers, index: int, ref, rgb: np.ndarray) -> None:
     for w in writers:
         w.write(index, ref, rgb)
@@ -314,12 +339,26 @@ def _slice_metrics(index: int, l_in: np.ndarray, l_out: np.ndarray, rgb: np.ndar
     return {
         "index": index,
         "delta_l_mean": float(dl.mean()),
-        "delta_l_p99": float(np.percentile(dl, 99)),
+        "delta_l_p99": _p99(dl),
         "delta_l_max": float(dl.max()),
         "colourfulness": float(colourfulness(rgb)),
         "psnr_l": float(psnr(l_in, l_out, data_range=100.0)),
         "ssim_l": float(ssim(l_in, l_out, data_range=100.0)),
     }
+
+
+def _p99(values: np.ndarray, step: float = 0.01) -> float:
+    """99th percentile of non-negative values by a histogram of ``step`` wide bins (exact to one step
+    below 10 L units, where every real ΔL lies; falls back to a sort above). ~5x cheaper than a sort."""
+    n = values.size
+    if n == 0:
+        return 0.0
+    bins = np.minimum((values * (1.0 / step)).astype(np.int32), 1000)
+    counts = np.bincount(bins.ravel(), minlength=1001)
+    k = int(np.searchsorted(np.cumsum(counts), 0.99 * n))
+    if k >= 1000:
+        return float(np.percentile(values, 99))
+    return (k + 1) * step
 
 
 def _summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:

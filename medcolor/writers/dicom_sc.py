@@ -44,8 +44,8 @@ from medcolor import __version__
 from medcolor.errors import MedcolorError
 from medcolor.types import Derivation, Series, SliceRef
 from medcolor.writers._files import (
+    StagedFiles,
     checked_path,
-    publish,
     refuse_existing,
     series_dir,
     temp_path,
@@ -734,6 +734,7 @@ class SecondaryCaptureWriter:
             deidentifier=self._deidentifier, where=where)
         self._written: dict[int, Path] = {}
         self._temps: set[Path] = set()
+        self._staged = StagedFiles(overwrite)
         self._closed = False
         # multi-frame spool: frames in arrival order in a hidden file; (index -> (slot, ref))
         self._frames: dict[int, tuple[int, SliceRef]] = {}
@@ -785,6 +786,7 @@ class SecondaryCaptureWriter:
         try:
             if self.multiframe and self._frames:
                 self._write_multiframe()
+            self._staged.commit()
         except BaseException:
             self.abort()
             raise
@@ -793,11 +795,14 @@ class SecondaryCaptureWriter:
         return [self._written[i] for i in sorted(self._written)]
 
     def abort(self) -> None:
-        """Stop and remove every temporary file (files already published stay). Idempotent."""
+        """Stop and remove every temporary file: nothing of an unfinished series is published.
+        Idempotent."""
         self._closed = True
+        self._staged.discard()
         for tmp in list(self._temps):
             unlink_quietly(tmp)
         self._temps.clear()
+        self._written.clear()
         self._drop_spool()
 
     def __enter__(self) -> SecondaryCaptureWriter:
@@ -815,18 +820,13 @@ class SecondaryCaptureWriter:
         return checked_path(self.out_dir, self.directory / name)
 
     def _write_file(self, final: Path, ds: Dataset, pixel_writer: Any = None) -> None:
+        """Write ``final`` under a temporary name; it is published with the series at close()."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(final)
-        self._temps.add(tmp)
-        try:
-            with open(tmp, "xb") as fp:
-                dcmwrite(fp, ds, enforce_file_format=True)
-                if pixel_writer is not None:
-                    pixel_writer(fp)
-            publish(tmp, final, self.overwrite)
-        finally:
-            unlink_quietly(tmp)
-            self._temps.discard(tmp)
+        tmp = self._staged.stage(final)
+        with open(tmp, "xb") as fp:
+            dcmwrite(fp, ds, enforce_file_format=True)
+            if pixel_writer is not None:
+                pixel_writer(fp)
 
     def _spool_frame(self, index: int, ref: SliceRef, rgb: np.ndarray) -> None:
         if index in self._frames:

@@ -17,12 +17,10 @@ from medcolor import __version__
 from medcolor.errors import MedcolorError
 from medcolor.types import Derivation, Series, SliceRef
 from medcolor.writers._files import (
+    StagedFiles,
     checked_path,
-    publish,
     refuse_existing,
     series_dir,
-    temp_path,
-    unlink_quietly,
 )
 from medcolor.writers.dicom_sc import _check_index, _check_rgb
 
@@ -54,7 +52,7 @@ class ImageWriter:
         self.directory = checked_path(self.out_dir, series_dir(self.out_dir, series_number,
                                                                series.modality))
         self._written: dict[int, Path] = {}
-        self._temps: set[Path] = set()
+        self._staged = StagedFiles(overwrite)
         self._closed = False
 
     def file_name(self, index: int, ref: SliceRef) -> str:
@@ -80,29 +78,28 @@ class ImageWriter:
         refuse_existing(final, self.overwrite)
         image = Image.fromarray(np.ascontiguousarray(rgb))  # uint8 [H, W, 3] -> mode "RGB"
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(final)
-        self._temps.add(tmp)
-        try:
-            with open(tmp, "xb") as fp:
-                image.save(fp, **self._save_options())
-            publish(tmp, final, self.overwrite)
-        finally:
-            unlink_quietly(tmp)
-            self._temps.discard(tmp)
+        tmp = self._staged.stage(final)
+        with open(tmp, "xb") as fp:
+            image.save(fp, **self._save_options())
         self._written[index] = final
         return final
 
     def close(self) -> list[Path]:
-        """Files written, in slice order. Idempotent."""
+        """Publish the series' files together; returns them in slice order. Idempotent."""
+        if not self._closed:
+            try:
+                self._staged.commit()
+            except BaseException:
+                self.abort()
+                raise
         self._closed = True
         return [self._written[i] for i in sorted(self._written)]
 
     def abort(self) -> None:
-        """Remove temporary files (published files stay). Idempotent."""
+        """Remove every temporary file: nothing of an unfinished series is published. Idempotent."""
         self._closed = True
-        for tmp in list(self._temps):
-            unlink_quietly(tmp)
-        self._temps.clear()
+        self._staged.discard()
+        self._written.clear()
 
     def __enter__(self) -> ImageWriter:
         return self
