@@ -231,6 +231,13 @@ def presets() -> None:
     out.print("Also: --window W,L  |  --window file (the file's VOI)  |  --window percentile[:LO,HI] (MR, X-ray)")
 
 
+# commands that live in their own modules (training/evaluation; batch/export)
+from medcolor.cli import batch_cmd, train_cmd  # noqa: E402
+
+train_cmd.register(app)
+batch_cmd.register(app)
+
+
 def main() -> None:
     app(prog_name="medcolor")
 
