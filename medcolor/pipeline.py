@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medcolor import __version__
-from medcolor.color import lab_to_rgb8, rgb8_to_L_numpy, upsample_ab
+from medcolor.color import delta_l_stats, lab_to_rgb8, lab_to_rgb8_hwc_numpy, rgb8_to_L_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.io import SliceDataset, read_image_rgb, read_slice, scan
@@ -81,6 +81,8 @@ class SeriesResult:
     summary: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    description: str = ""           # the source's SeriesDescription, through the run's PhiRedactor
+    patient: str = ""               # "name (ID)" of the source; only with --report-phi
 
 
 @dataclass
@@ -115,6 +117,10 @@ def build_colorizer(options: RunOptions, device: torch.device):
     elif options.reference is not None:
         raise MedcolorError(f"--ref is only used by --method exemplar, not {options.method}", where="--ref",
                             hint="drop --ref or use --method exemplar")
+    if options.method.strip().lower() == "cnn":  # the checkpoint is read here, not by the backend
+        from medcolor.train.checkpoint import load_model_options
+
+        backend_options.update(load_model_options(backend_options.pop("model", None)))
     return get_colorizer(options.method, device=device, **backend_options)
 
 
@@ -157,29 +163,48 @@ def _run_all(found, options: RunOptions, colorizer, device: torch.device, out_di
     results: list[SeriesResult] = []
     uid_map: dict[str, str] = {}
     for number, series in enumerate(found.series, start=1):
-        label = f"S{number:03d}_{series.modality}"
-        result = SeriesResult(label=label, modality=series.modality, kind=series.kind,
-                              n_slices=len(series.slices), rows=series.rows, columns=series.columns,
-                              warnings=[redactor(w) for w in series.warnings])
-        progress("series_start", label=label, total=len(series.slices), source=redactor(series.source_label))
-        slice_status: dict[int, str] = {}
-        try:
-            _run_series(series, number, result, colorizer, options, device, out_dir, slice_status, uid_map,
-                        progress)
-        except MedcolorError as err:
-            result.status = "failed"
-            result.error = redactor(err.one_line())
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # an internal error must not stop the other series
-            log.debug("internal error in %s", label, exc_info=True)
-            result.status = "failed"
-            result.error = redactor(f"{series.source_label}: internal error {type(err).__name__}: {err}. "
-                                    "Run with --debug and report it")
-        outcomes.extend(_series_outcomes(series, result, slice_status, redactor))
+        result, series_outcomes = colour_series(series, number, options, colorizer, device, out_dir, redactor,
+                                                uid_map, progress)
+        outcomes.extend(series_outcomes)
         results.append(result)
-        progress("series_end", result=result)
     return results
+
+
+def colour_series(series: Series, number: int, options: RunOptions, colorizer, device: torch.device,
+                  out_dir: Path, redactor: PhiRedactor, uid_map: dict[str, str],
+                  progress: ProgressCallback | None = None) -> tuple[SeriesResult, list[FileOutcome]]:
+    """Colour one series as output series ``number`` (``out_dir/S{number:03d}_{MOD}``); never raises for a
+    problem with the input (the result says failed, with the reason), only KeyboardInterrupt passes through.
+    Returns the series result and one outcome per input file of the series. ``uid_map``: the run's
+    de-identification map (share one per run). Used by ``run`` and by ``medcolor.batch`` per task."""
+    progress = progress or _noop
+    label = f"S{number:03d}_{series.modality}"
+    result = SeriesResult(label=label, modality=series.modality, kind=series.kind,
+                          n_slices=len(series.slices), rows=series.rows, columns=series.columns,
+                          warnings=[redactor(w) for w in series.warnings])
+    first = series.slices[0].dataset if series.slices else None
+    if first is not None:
+        result.description = redactor(str(first.get("SeriesDescription", "") or ""))
+        if options.report_phi:
+            result.patient = f"{first.get('PatientName', '') or ''} ({first.get('PatientID', '') or ''})"
+    progress("series_start", label=label, total=len(series.slices), source=redactor(series.source_label))
+    slice_status: dict[int, str] = {}
+    try:
+        _run_series(series, number, result, colorizer, options, device, out_dir, slice_status, uid_map,
+                    progress)
+    except MedcolorError as err:
+        result.status = "failed"
+        result.error = redactor(err.one_line())
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # an internal error must not stop the other series
+        log.debug("internal error in %s", label, exc_info=True)
+        result.status = "failed"
+        result.error = redactor(f"{series.source_label}: internal error {type(err).__name__}: {err}. "
+                                "Run with --debug and report it")
+    series_outcomes = _series_outcomes(series, result, slice_status, redactor)
+    progress("series_end", result=result)
+    return result, series_outcomes
 
 
 def _series_outcomes(series: Series, result: SeriesResult, slice_status: dict[int, str],
@@ -284,7 +309,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                             Lj = L[j:j + 1]
                             ab = ab_all[j:j + 1] if whole else colorizer.colorize(Lj)
                             ab = upsample_ab(ab.float(), (series.rows, series.columns))
-                            rgb = lab_to_rgb8(Lj, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
+                            rgb = _encode_hwc(Lj, ab)
                             l_in = L[j, 0].cpu().numpy()
                             index = indices[k]
                             pending.append(measure_pool.submit(_measure_slice, index, l_in, rgb, per_slice))
@@ -317,6 +342,14 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                                 hint="check the files (see the per-file errors)")
 
 
+def _encode_hwc(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    """One slice's L [1,1,H,W] and ab [1,2,H,W] -> 8-bit sRGB [H,W,3] (chroma-only gamut mapping);
+    the fused CPU kernel writes channel-last directly, other devices use the torch path."""
+    if L.device.type == "cpu":
+        return lab_to_rgb8_hwc_numpy(L[0, 0].numpy(), ab[0].numpy())
+    return lab_to_rgb8(L, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
 def _measure_slice(index: int, l_in: np.ndarray, rgb: np.ndarray, per_slice: dict[int, dict[str, Any]]) -> None:
     """Measure the 8-bit RGB that will be written against the windowed L."""
     per_slice[index] = _slice_metrics(index, l_in, rgb8_to_L_numpy(rgb), rgb)
@@ -335,30 +368,16 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _slice_metrics(index: int, l_in: np.ndarray, l_out: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
-    dl = np.abs(l_out - l_in)
+    dl_mean, dl_p99, dl_max = delta_l_stats(l_in, rgb)
     return {
         "index": index,
-        "delta_l_mean": float(dl.mean()),
-        "delta_l_p99": _p99(dl),
-        "delta_l_max": float(dl.max()),
+        "delta_l_mean": float(dl_mean),
+        "delta_l_p99": float(dl_p99),
+        "delta_l_max": float(dl_max),
         "colourfulness": float(colourfulness(rgb)),
         "psnr_l": float(psnr(l_in, l_out, data_range=100.0)),
         "ssim_l": float(ssim(l_in, l_out, data_range=100.0)),
     }
-
-
-def _p99(values: np.ndarray, step: float = 0.01) -> float:
-    """99th percentile of non-negative values by a histogram of ``step`` wide bins (exact to one step
-    below 10 L units, where every real ΔL lies; falls back to a sort above). ~5x cheaper than a sort."""
-    n = values.size
-    if n == 0:
-        return 0.0
-    bins = np.minimum((values * (1.0 / step)).astype(np.int32), 1000)
-    counts = np.bincount(bins.ravel(), minlength=1001)
-    k = int(np.searchsorted(np.cumsum(counts), 0.99 * n))
-    if k >= 1000:
-        return float(np.percentile(values, 99))
-    return (k + 1) * step
 
 
 def _summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:

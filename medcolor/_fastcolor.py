@@ -1,0 +1,452 @@
+"""Fused numba CPU kernels behind :mod:`medcolor.color` (private; import through ``medcolor.color``).
+
+The kernels repeat the torch fast path of :func:`medcolor.color.lab_to_rgb8` operation for
+operation in the input precision (float32 or float64), in one pass over blocks of 512 pixels
+that stay in L1 (a few short loops per block, written so that LLVM vectorises them): NaN -> 0,
+chroma and hue, Cmax by bilinear interpolation in the same margined table
+(``color._cmax_cell_table``), chroma scaling, Lab -> linear RGB with the same constants and the
+same fused multiply-adds that torch's ``add(..., alpha=)`` / ``addcmul`` use on CPU, the exact
+gamut check with the same tolerances, the same 32-candidate first-exit search for the rare pixels
+outside (``color._max_scale_in_gamut``, float64, scalar) and the 8-bit encoding table of
+``color._encode_rgb8``. float32 hue and chroma are computed in float64 (polynomial atan2 to
+~1e-11, exact squares) and rounded, i.e. correctly rounded nearly always; float64 uses libm.
+Codes agree with the torch path except where torch's SLEEF atan2/hypot are off by an ulp, which
+moves a clipped pixel by far less than a code (measured: ~1e-6 of pixels, at most 1 code).
+
+Compiled lazily on first call (``cache=True``: later processes load the machine code from
+``__pycache__`` or ``NUMBA_CACHE_DIR``; with no writable cache location it compiles in memory).
+``nogil=True``: the kernels release the GIL, so the pipeline's threads overlap. Single-threaded.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from llvmlite import ir
+from numba import njit
+from numba.core import types
+from numba.extending import intrinsic, overload
+
+__all__ = ["lab_rgb8", "rgb8_to_L", "delta_l_stats", "make_consts"]
+
+
+def _jit(fn):
+    """njit(cache=True, nogil=True, fastmath=False), without cache when no location is writable.
+
+    error_model="numpy": IEEE division (no ZeroDivisionError branch), so the loops vectorise."""
+    opts = dict(nogil=True, fastmath=False, error_model="numpy")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return njit(cache=True, **opts)(fn)
+    except Exception:  # numba: "cannot cache function ...: no locator available" (read-only tree)
+        return njit(cache=False, **opts)(fn)
+
+
+@intrinsic
+def _fma(typingctx, x, y, z):
+    """x * y + z with a single rounding (llvm.fma), as torch's vectorised add(alpha=)/addcmul."""
+    if not (isinstance(x, types.Float) and x == y == z):
+        return None
+    sig = x(x, y, z)
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+# index of the constants in the K arrays (built by make_consts, cast to the kernel's dtype)
+(_K16, _K1_116, _K1_500, _K1_200, _KEPS, _K3E2, _KM00, _KM01, _KM02, _KM10, _KM11, _KM12, _KM20,
+ _KM21, _KM22, _KTLO, _KTHI, _KLSC, _KPI, _KHSC, _KNL1, _KNL2, _KNH, _KNH1, _KTINY, _KENC,
+ _KONE, _KZERO, _KMAXF) = range(29)
+_NK = 29
+
+
+def make_consts(m_lab, eps, tol_low, tol_high, nl, nh, enc_bins, dtype) -> np.ndarray:
+    """Constants of the torch path, rounded to ``dtype`` as torch rounds Python scalars."""
+    k = np.zeros(_NK, dtype=np.float64)
+    k[_K16], k[_K1_116], k[_K1_500], k[_K1_200] = 16.0, 1.0 / 116.0, 1.0 / 500.0, 1.0 / 200.0
+    k[_KEPS], k[_K3E2] = eps, 3 * eps ** 2
+    k[_KM00:_KM22 + 1] = np.asarray(m_lab, dtype=np.float64).reshape(-1)
+    k[_KTLO], k[_KTHI] = tol_low, 1.0 + tol_high
+    k[_KLSC], k[_KPI], k[_KHSC] = (nl - 1) / 100.0, math.pi, nh / (2 * math.pi)
+    k[_KNL1], k[_KNL2], k[_KNH], k[_KNH1] = nl - 1.0, nl - 2.0, float(nh), nh - 1.0
+    k[_KTINY], k[_KENC], k[_KONE], k[_KZERO] = 1e-30, float(enc_bins), 1.0, 0.0
+    k[_KMAXF] = np.finfo(dtype).max
+    return k.astype(dtype)
+
+
+@_jit
+def _finv(t, K):
+    # max(t, e)^3 + 3 e^2 min(t - e, 0)   (color._finv_fast)
+    e = K[_KEPS]
+    u = t if t > e else e
+    out = u * u
+    out = out * u
+    d = t - e
+    if d > K[_KZERO]:
+        d = K[_KZERO]
+    return _fma(d, K[_K3E2], out)
+
+
+@_jit
+def _lin3(L, a, b, K):
+    # color._lab_to_lin3
+    fy = (L + K[_K16]) * K[_K1_116]
+    x = _finv(a * K[_K1_500] + fy, K)
+    y = _finv(fy, K)
+    z = _finv(fy - b * K[_K1_200], K)
+    r = _fma(z, K[_KM02], _fma(y, K[_KM01], x * K[_KM00]))
+    g = _fma(z, K[_KM12], _fma(y, K[_KM11], x * K[_KM10]))
+    bl = _fma(z, K[_KM22], _fma(y, K[_KM21], x * K[_KM20]))
+    return r, g, bl
+
+
+@_jit
+def _max_scale(L, a, b, K64):
+    """color._max_scale_in_gamut for one pixel (float64, 3 rounds of 32 candidates, first exit)."""
+    L64 = np.float64(L)
+    if L64 < 0.0:
+        L64 = 0.0
+    if L64 > 100.0:
+        L64 = 100.0
+    a64 = np.float64(a)
+    b64 = np.float64(b)
+    tlo = -K64[_KTLO]
+    thi = K64[_KTHI]
+    lo = 0.0
+    step = 1.0
+    for _ in range(3):
+        n_ok = 0
+        for i in range(1, 33):
+            cand = lo + step * (i / 32.0)
+            r, g, bl = _lin3(L64, a64 * cand, b64 * cand, K64)
+            mn = min(min(r, g), bl)
+            mx = max(max(r, g), bl)
+            if mn >= tlo and mx <= thi:
+                n_ok += 1
+            else:
+                break
+        lo = lo + step * n_ok / 32.0
+        step /= 32.0
+    return lo
+
+
+
+_CHUNK = 512    # pixels per block: the per-block scratch stays in L1
+
+
+def _atan2(y, x):  # typed per dtype below
+    raise NotImplementedError
+
+
+def _hypot(y, x):
+    raise NotImplementedError
+
+
+@_jit
+def _atan2_poly(y, x):
+    """atan2 in float64 to ~1e-11 (branch-free, vectorisable): octant reduction, then
+    atan(t) = pi/4 + atan((t - 1) / (t + 1)) above tan(pi/8) and a 13-term odd Taylor series on
+    |t| <= tan(pi/8). Rounded to float32 it is the correctly rounded atan2f nearly always."""
+    ax = abs(x)
+    ay = abs(y)
+    mx = max(ax, ay)
+    mn = min(ax, ay)
+    t = mn / mx if mx > 0.0 else 0.0
+    big = t > 0.41421356237309503
+    u = (t - 1.0) / (t + 1.0) if big else t
+    u2 = u * u
+    p = 1.0 / 25.0
+    p = p * u2 - 1.0 / 23.0
+    p = p * u2 + 1.0 / 21.0
+    p = p * u2 - 1.0 / 19.0
+    p = p * u2 + 1.0 / 17.0
+    p = p * u2 - 1.0 / 15.0
+    p = p * u2 + 1.0 / 13.0
+    p = p * u2 - 1.0 / 11.0
+    p = p * u2 + 1.0 / 9.0
+    p = p * u2 - 1.0 / 7.0
+    p = p * u2 + 1.0 / 5.0
+    p = p * u2 - 1.0 / 3.0
+    p = p * u2 + 1.0
+    r = p * u
+    if big:
+        r = r + 0.7853981633974483
+    if ay > ax:
+        r = 1.5707963267948966 - r
+    if x < 0.0:
+        r = 3.141592653589793 - r
+    if y < 0.0:
+        r = -r
+    return r
+
+
+@overload(_atan2, jit_options={"nogil": True, "error_model": "numpy"})
+def _atan2_impl(y, x):
+    if y == types.float32:
+        return lambda y, x: np.float32(_atan2_poly(np.float64(y), np.float64(x)))
+    return lambda y, x: math.atan2(y, x)   # float64: libm, to the last bit
+
+
+@overload(_hypot, jit_options={"nogil": True, "error_model": "numpy"})
+def _hypot_impl(y, x):
+    if y == types.float32:
+        def impl(y, x):   # exact squares and one double rounding: correctly rounded nearly always
+            y64 = np.float64(y)
+            x64 = np.float64(x)
+            return np.float32(math.sqrt(y64 * y64 + x64 * x64))
+        return impl
+    return lambda y, x: math.hypot(y, x)
+
+
+@_jit
+def _clean(src, c0, m, K, dst):
+    """dst[j] = torch.nan_to_num(src[c0 + j]) (NaN -> 0, +-inf -> +-max finite)."""
+    zero = K[_KZERO]
+    fmax = K[_KMAXF]
+    for j in range(m):
+        v = src[c0 + j]
+        dst[j] = zero if v != v else min(max(v, -fmax), fmax)
+
+
+@_jit
+def _polar(m, K, Sa, Sb, Sc, Sh):
+    """Chroma and the fractional hue position fh in the table (0 .. NH)."""
+    zero = K[_KZERO]
+    for j in range(m):
+        a = Sa[j]
+        b = Sb[j]
+        Sc[j] = _hypot(a, b)
+        fh = (_atan2(b, a) + K[_KPI]) * K[_KHSC]
+        Sh[j] = min(max(fh, zero), K[_KNH])
+
+
+@_jit
+def _cell(m, K, SL, Sh, Sfl, Sidx):
+    """Cell index and in-cell positions: Sfl <- fl, Sh <- fh (fractions), Sidx <- cell."""
+    zero = K[_KZERO]
+    nh = np.int64(K[_KNH])
+    for j in range(m):
+        fl = min(max(SL[j] * K[_KLSC], zero), K[_KNL1])
+        fh = Sh[j]
+        li = np.floor(min(fl, K[_KNL2]))
+        hj = np.floor(min(fh, K[_KNH1]))
+        Sfl[j] = fl - li
+        Sh[j] = fh - hj
+        Sidx[j] = np.int64(li) * nh + np.int64(hj)
+
+
+@_jit
+def _scale(m, K, tab, Sfl, Sh, Sidx, Sc):
+    """Sc <- s = clamp(Cmax / max(C, 1e-30), 0, 1) with Cmax bilinear in the cell table."""
+    zero = K[_KZERO]
+    one = K[_KONE]
+    tA = tab[0]
+    tB = tab[1]
+    tC = tab[2]
+    tD = tab[3]
+    for j in range(m):
+        idx = Sidx[j]
+        fh = Sh[j]
+        cm = fh * tD[idx]
+        cm = cm + tC[idx]
+        cm = cm * Sfl[j]
+        cm = cm + tA[idx]
+        cm = _fma(fh, tB[idx], cm)
+        Sc[j] = min(max(cm / max(Sc[j], K[_KTINY]), zero), one)
+
+
+@_jit
+def _to_lin(m, K, SL, Sa, Sb, Ss, R, G, B):
+    """Sa, Sb <- scaled a, b; R, G, B <- linear RGB of (L, a, b)."""
+    for j in range(m):
+        s = Ss[j]
+        a = Sa[j] * s
+        b = Sb[j] * s
+        Sa[j] = a
+        Sb[j] = b
+        r, g, bl = _lin3(SL[j], a, b, K)
+        R[j] = r
+        G[j] = g
+        B[j] = bl
+
+
+@_jit
+def _map_block(Lr, ar, br, c0, m, K, tab, S, Sidx):
+    """Pixels c0 .. c0+m of a row -> S[0] = L, S[1], S[2] = scaled a, b, S[3:6] = linear RGB
+    (color._gamut_map_split up to the exact check), as a few simple loops that LLVM vectorises
+    (S[6:9] are scratch)."""
+    _clean(Lr, c0, m, K, S[0])
+    _clean(ar, c0, m, K, S[1])
+    _clean(br, c0, m, K, S[2])
+    _polar(m, K, S[1], S[2], S[6], S[7])
+    _cell(m, K, S[0], S[7], S[8], Sidx)
+    _scale(m, K, tab, S[8], S[7], Sidx, S[6])
+    _to_lin(m, K, S[0], S[1], S[2], S[6], S[3], S[4], S[5])
+
+
+@_jit
+def _fix_block(m, K, K64, S, tmp):
+    """The exact gamut check; pixels outside get the exact first-exit scale (rare, scalar)."""
+    zero = K[_KZERO]
+    tlo = K[_KTLO]
+    thi = K[_KTHI]
+    for j in range(m):
+        r = S[3, j]
+        g = S[4, j]
+        bl = S[5, j]
+        mn = min(min(r, g), bl)
+        mx = max(max(r, g), bl)
+        if mx - thi > zero or (-mn) - tlo > zero:   # the torch path's `viol > 0`
+            Lv = S[0, j]
+            a = S[1, j]
+            b = S[2, j]
+            tmp[0] = _max_scale(Lv, a, b, K64)   # rounded to the kernel's dtype
+            s2 = tmp[0]
+            r, g, bl = _lin3(Lv, a * s2, b * s2, K)
+            S[3, j] = r
+            S[4, j] = g
+            S[5, j] = bl
+
+
+@_jit
+def _encode_block(m, K, enc, S, out, o0, s_c, s_p):
+    """color._encode_rgb8 of S[3:6] into out[o0 + c * s_c + j * s_p]."""
+    zero = K[_KZERO]
+    one = K[_KONE]
+    nbin = K[_KENC]
+    for c in range(3):
+        row = S[3 + c]
+        oc = o0 + c * s_c
+        for j in range(m):
+            x = min(max(row[j], zero), one) * nbin
+            x = x + enc[np.int64(x)]
+            out[oc + j * s_p] = np.uint8(np.int64(x))
+
+
+@_jit
+def _lab_rgb8_kernel(L, ab, K, K64, tab, enc, out, s_b, s_c, s_p):
+    """L (B, N), ab (B, 2, N) float; out flat uint8 with element strides (batch, channel, pixel)."""
+    nb, n = L.shape
+    S = np.empty((9, _CHUNK), dtype=K.dtype)
+    Sidx = np.empty(_CHUNK, dtype=np.int64)
+    tmp = np.empty_like(K[:1])
+    for bi in range(nb):
+        Lr = L[bi]
+        ar = ab[bi, 0]
+        br = ab[bi, 1]
+        for c0 in range(0, n, _CHUNK):
+            m = min(_CHUNK, n - c0)
+            _map_block(Lr, ar, br, c0, m, K, tab, S, Sidx)
+            _fix_block(m, K, K64, S, tmp)
+            _encode_block(m, K, enc, S, out, bi * s_b + c0 * s_p, s_c, s_p)
+
+
+def lab_rgb8(L: np.ndarray, ab: np.ndarray, K: np.ndarray, K64: np.ndarray, tab: np.ndarray,
+             enc: np.ndarray, hwc: bool) -> np.ndarray:
+    """L (B, N), ab (B, 2, N) contiguous, same float dtype -> uint8 (B, 3, N) or (B, N, 3)."""
+    nb, n = L.shape
+    if hwc:
+        out = np.empty((nb, n, 3), dtype=np.uint8)
+        strides = (3 * n, 1, 3)
+    else:
+        out = np.empty((nb, 3, n), dtype=np.uint8)
+        strides = (3 * n, n, 1)
+    _lab_rgb8_kernel(L, ab, K, K64, tab, enc, out.reshape(-1), *strides)
+    return out
+
+
+# ----------------------------------------------------------------------- 8-bit sRGB -> CIE L*
+_CBRT_NODES = 1024
+_CBRT_TAB = np.cbrt(np.arange(_CBRT_NODES + 2, dtype=np.float64) / _CBRT_NODES)
+
+
+@_jit
+def _lstar_block(rgb, p0, m, lut, c, cbt, out, kb):
+    """out[j] = L* of pixel p0 + j (flat HWC uint8): Y from the three tables (float32, summed in
+    the order of the numpy path), f(Y) = cbrt(Y) from a 1024-node linear guess refined by one
+    Halley step in float64 (relative error < 1e-10, then rounded to float32)."""
+    l0 = lut[0]
+    l1 = lut[1]
+    l2 = lut[2]
+    for j in range(m):
+        q = 3 * (p0 + j)
+        y = l0[rgb[q]]
+        y = y + l1[rgb[q + 1]]
+        out[j] = y + l2[rgb[q + 2]]
+    _lstar_of_y(m, c, cbt, out, kb)
+
+
+@_jit
+def _lstar_of_y(m, c, cbt, out, kb):
+    """out[j] <- L* of luminance out[j] (float32); kb: int32 scratch (node indices, computed in
+    a loop of their own so that both loops vectorise)."""
+    e3 = c[0]
+    k_lin = c[1]
+    k_off = c[2]
+    k116 = c[3]
+    k16 = c[4]
+    for j in range(m):
+        kb[j] = np.int32(min(max(np.float64(out[j]), 0.0), 1.0) * 1024.0)
+    for j in range(m):
+        y = out[j]
+        y64 = np.float64(y)
+        t = y64 * 1024.0
+        k = kb[j]
+        x = cbt[k] + (t - k) * (cbt[k + 1] - cbt[k])
+        x3 = x * x * x
+        x = x * (x3 + 2.0 * y64) / (2.0 * x3 + y64)
+        big = np.float32(x)
+        f = big if y > e3 else y * k_lin + k_off
+        out[j] = f * k116 - k16
+
+
+@_jit
+def _rgb8_to_L_kernel(rgb, lut, c, cbt):
+    """rgb flat uint8 (N*3), lut [3, 256] float32 -> L* (N,) float32."""
+    n = rgb.shape[0] // 3
+    out = np.empty(n, dtype=np.float32)
+    kb = np.empty(_CHUNK, dtype=np.int32)
+    for p0 in range(0, n, _CHUNK):
+        m = min(_CHUNK, n - p0)
+        _lstar_block(rgb, p0, m, lut, c, cbt, out[p0:p0 + m], kb)
+    return out
+
+
+def rgb8_to_L(rgb_flat: np.ndarray, lut: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return _rgb8_to_L_kernel(rgb_flat, lut, c, _CBRT_TAB)
+
+
+@_jit
+def _delta_l_kernel(l_in, rgb, lut, c, cbt):
+    """Sum (float64), max and a 1001-bin histogram (0.01 wide, last bin open) of
+    |L*(rgb) - l_in| (float32, as ``np.abs(rgb8_to_L_numpy(rgb) - l_in)``)."""
+    n = l_in.shape[0]
+    counts = np.zeros(1001, dtype=np.int64)
+    buf = np.empty(_CHUNK, dtype=np.float32)
+    kb = np.empty(_CHUNK, dtype=np.int32)
+    k100 = c[5]
+    total = 0.0
+    dmax = np.float32(0.0)
+    for p0 in range(0, n, _CHUNK):
+        m = min(_CHUNK, n - p0)
+        _lstar_block(rgb, p0, m, lut, c, cbt, buf, kb)
+        for j in range(m):
+            buf[j] = abs(buf[j] - l_in[p0 + j])
+        for j in range(m):
+            d = buf[j]
+            total += d
+            dmax = max(dmax, d)
+            q = d * k100
+            k = np.int64(q) if q < 1000.0 else 1000
+            counts[k] += 1
+    return total, dmax, counts
+
+
+def delta_l_stats(l_in_flat: np.ndarray, rgb_flat: np.ndarray, lut: np.ndarray, c: np.ndarray):
+    return _delta_l_kernel(l_in_flat, rgb_flat, lut, c, _CBRT_TAB)
