@@ -109,8 +109,13 @@ def _print_result(result) -> None:
               f"report: {result.report_path}", highlight=False)
 
 
-def _run(inputs: List[str], options) -> int:
+def _run(inputs: List[str], options, send: Optional[str] = None) -> int:
     from medcolor.pipeline import run
+
+    if send:
+        from medcolor.pacs import Target
+
+        Target.parse(send).check()  # fail on a typo before colouring
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=False, disable=not err.is_terminal) as progress:
@@ -119,14 +124,20 @@ def _run(inputs: List[str], options) -> int:
     if not result.series and not any(o.status == "done" for o in result.outcomes):
         err.print("[red]nothing to colour:[/] no grayscale image series found in the input.")
         return EXIT_FAILED
-    return EXIT_FAILED if result.failed else EXIT_OK
+    code = EXIT_FAILED if result.failed else EXIT_OK
+    if send:
+        from medcolor.cli.batch_cmd import send_outputs
+
+        outputs = [o for s in result.series for o in s.outputs]
+        code = max(code, send_outputs(Path(options.output), outputs, send))
+    return code
 
 
 @app.command()
 def run(
     inputs: List[str] = typer.Argument(..., help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created)."),
-    method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut (see `medcolor doctor`)."),
+    method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut | cnn (see `medcolor doctor`)."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="Exemplar reference photo (default: the shipped beef_marbled.jpg)."),
     window: Optional[str] = typer.Option(None, "--window", "-w", help="Preset name, W,L (e.g. 1500,-600), 'file' or 'percentile[:LO,HI]'. Default: the file's window, else the modality's default."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (fails if CUDA is asked for and absent)."),
@@ -138,15 +149,17 @@ def run(
     deidentify: bool = typer.Option(False, "--deidentify", help="Apply the PS3.15 basic profile to copied attributes."),
     report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the report (off by default)."),
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
+    send: Optional[str] = typer.Option(None, "--send", help="C-STORE the written SC to HOST:PORT:AET right after writing."),
+    model: Optional[str] = typer.Option(None, "--model", help="cnn model: a shipped name (meat, retina; default meat) or a checkpoint from `medcolor train`."),
 ) -> None:
-    """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json."""
+    """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json/.html."""
     from medcolor.pipeline import RunOptions
 
     opts = RunOptions(output=output, method=method, reference=ref, window=window, device=device, fmt=fmt,
                       multiframe=multiframe, overwrite=overwrite, batch_size=batch_size,
                       exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi,
-                      reader_workers=workers)
-    _guard(lambda: _run(inputs, opts))
+                      reader_workers=workers, backend_options={"model": model} if model else {})
+    _guard(lambda: _run(inputs, opts, send=send))
 
 
 def _find_sample(sample: Optional[Path]) -> Path:

@@ -1,4 +1,4 @@
-"""The run report: ``report.json`` in the output folder (HTML comes with the batch workflow).
+"""The run report: ``report.json`` in the output folder, and ``report.html`` beside it (medcolor.report_html).
 
 Holds per series and per slice the |ΔL| figures after the 8-bit RGB round trip, colourfulness
 (Hasler–Süsstrunk), PSNR/SSIM of the output's L against the windowed input, method and parameters,
@@ -8,6 +8,7 @@ carry one goes through the run's PhiRedactor.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -24,6 +25,8 @@ from medcolor import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from medcolor.pipeline import RunOptions, RunResult
     from medcolor.privacy import PhiRedactor
+
+log = logging.getLogger("medcolor")
 
 REPORT_NAME = "report.json"
 DELTA_L_BOUNDS = {"mean": 0.5, "p99": 1.5}  # L units, after the 8-bit RGB round trip
@@ -94,5 +97,19 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 
 def write_report(out_dir: Path, result: "RunResult", options: "RunOptions", redact: "PhiRedactor",
-                 seconds: float) -> Path:
-    return write_json_atomic(Path(out_dir) / REPORT_NAME, build_report(result, options, redact, seconds))
+                 seconds: float, title: str = "medcolor run", extra: dict[str, Any] | None = None) -> Path:
+    """``report.json`` and, beside it, the self-contained ``report.html`` (see medcolor.report_html).
+    ``extra`` adds per-series keys by label (e.g. ``{"S001_CT": {"resumed": True}}``)."""
+    data = build_report(result, options, redact, seconds)
+    for s in data["series"]:
+        s.update((extra or {}).get(s["label"], {}))
+    path = write_json_atomic(Path(out_dir) / REPORT_NAME, data)
+    try:
+        from medcolor.report_html import write_html_report
+
+        write_html_report(Path(out_dir), data, title=title)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the HTML view must never fail a run; report.json is written
+        log.warning("report.html was not written: %s: %s", type(exc).__name__, redact(str(exc)))
+    return path
