@@ -46,7 +46,7 @@ def _guard(fn: Callable[[], int]) -> None:
     except MedcolorError as e:
         if STATE["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
+        err.print(f"error: {e.one_line()}", style="bold red", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("[bold red]interrupted:[/] no partial output was left; rerun to finish.")
@@ -95,15 +95,17 @@ def _print_result(result) -> None:
     out.print(table)
     for s in result.series:
         for w in s.warnings:
-            err.print(f"[yellow]warning:[/] {s.label}: {w}", highlight=False, soft_wrap=True)
+            err.print(f"warning: {s.label}: {w}", style="yellow", highlight=False, soft_wrap=True, markup=False)
         if s.error:
-            err.print(f"[red]failed:[/] {s.label}: {s.error}", highlight=False, soft_wrap=True)
+            err.print(f"failed: {s.label}: {s.error}", style="red", highlight=False, soft_wrap=True, markup=False)
+    redact = result.redact  # no patient name or ID on the terminal either
     for o in result.outcomes:
+        path, reason = redact(str(o.path)), redact(o.reason)
         if o.status == "failed":
-            err.print(f"[red]failed:[/] {o.reason}" if str(o.path) in o.reason else f"[red]failed:[/] {o.path}: {o.reason}",
-                      highlight=False, soft_wrap=True)
+            err.print(f"failed: {reason}" if path in reason else f"failed: {path}: {reason}",
+                      style="red", highlight=False, soft_wrap=True, markup=False)
         elif o.status == "skipped":
-            err.print(f"[dim]skipped: {o.path}: {o.reason}[/]", highlight=False, soft_wrap=True)
+            err.print(f"skipped: {path}: {reason}", style="dim", highlight=False, soft_wrap=True, markup=False)
     c = result.counts()
     out.print(f"files: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "
               f"report: {result.report_path}", highlight=False)

@@ -91,6 +91,7 @@ class RunResult:
     outcomes: list[FileOutcome]
     report_path: Path | None
     device: str
+    redact: Callable[[str], str] = str  # the run's PhiRedactor: apply to anything shown to the user
 
     @property
     def failed(self) -> bool:
@@ -152,7 +153,7 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
         results = _run_all(found, options, colorizer, device, out_dir, outcomes, redactor, progress)
     finally:
         torch.set_num_threads(threads)
-    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device))
+    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
     run_result.report_path = write_report(out_dir, run_result, options, redactor,
                                           seconds=time.perf_counter() - t0)
     return run_result

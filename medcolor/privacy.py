@@ -15,7 +15,7 @@ from pydicom.multival import MultiValue
 from medcolor.types import Series
 
 PHI_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-                "PatientMotherBirthName")
+                "PatientMotherBirthName", "PatientBirthDate")
 MIN_TERM = 3  # shorter name parts ("Li", "Jr") would redact ordinary words
 
 

@@ -7,6 +7,7 @@ element *and* parses into a dataset with identifying attributes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import struct
@@ -46,6 +47,20 @@ class DicomHeader:
     pixel_value_offset: int | None = None  # file offset of its value (None when unknown, e.g. deflate)
 
 
+class _DecoderTracebackFilter(logging.Filter):
+    """pydicom's decoders log every failed plug-in attempt with ``LOGGER.exception`` (a traceback on the
+    user's terminal for a merely corrupt frame). The failure reaches the user as one MedcolorError line,
+    so these records are dropped unless medcolor runs with debug logging (``--debug``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None or logging.getLogger("medcolor").isEnabledFor(logging.DEBUG)
+
+
+_DECODER_LOGGER = logging.getLogger("pydicom.pixels.decoders.base")
+if not any(isinstance(f, _DecoderTracebackFilter) for f in _DECODER_LOGGER.filters):
+    _DECODER_LOGGER.addFilter(_DecoderTracebackFilter())
+
+
 def sniff_dicom(head: bytes) -> str | None:
     """Classify the first bytes of a file: "part10" (preamble + DICM), "raw" (no preamble/meta but
     starts like a DICOM data set: group 0002 or 0008, either byte order) or None (not DICOM)."""
@@ -81,7 +96,14 @@ def _resolved_syntax(ds: Dataset) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = str(exc)
+    if "Traceback (most recent call last)" in text:  # pydicom embeds a traceback in some messages
+        text = text[:text.index("Traceback (most recent call last)")]
+    text = " ".join(text.split())
+    if not isinstance(exc, Exception):  # e.g. pyo3_runtime.PanicException from a Rust decoder
+        text = f"{type(exc).__name__}: {text}"
+    # pydicom: "Unable to decode as exceptions were raised by all available plugins: a: ..., b: ..."
+    text = text.replace("Unable to decode as exceptions were raised by all available plugins:", "").strip()
     return (text[:200] + "...") if len(text) > 200 else (text or type(exc).__name__)
 
 
@@ -94,6 +116,11 @@ def read_header(path: Path, kind: str) -> DicomHeader:
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
+            # pydicom converts raw element values lazily: an invalid VR or value would otherwise raise
+            # later, far from here; convert every element now (sequences included)
+            ds.walk(lambda _ds, _elem: None)
+            if getattr(ds, "file_meta", None) is not None:
+                ds.file_meta.walk(lambda _ds, _elem: None)
             ts = _resolved_syntax(ds)
             has_pixels, length, offset = False, None, None
             if _uid.UID(ts).is_deflated:
@@ -144,16 +171,78 @@ def read_header(path: Path, kind: str) -> DicomHeader:
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     if spp != 1 or photometric not in _MONO:
         raise SkipInput(f"already colour ({photometric or 'SamplesPerPixel ' + str(spp)})", where=path)
-    if not ds.get("Rows") or not ds.get("Columns"):
-        raise MedcolorError("image header lacks Rows/Columns", where=path, hint="the file is not a valid image")
     if meta is None:
         ds.file_meta = pydicom.dataset.FileMetaDataset()
         meta = ds.file_meta
     if not meta.get("TransferSyntaxUID"):
         meta.TransferSyntaxUID = _uid.UID(ts)  # in-memory only: the input file is never modified
     header = DicomHeader(ds, ts, has_pixels, length, offset)
+    _check_pixel_attributes(ds, path)
     _check_sizes(header, path)
+    _check_rescale(ds, path)
     return header
+
+
+def _int_attr(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int | None:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MedcolorError(f"{keyword} {str(value)[:20]!r} is not a number", where=path,
+                            hint="the image header is corrupt; re-export it") from None
+
+
+def _check_pixel_attributes(ds: Dataset, path: Path) -> None:
+    """Refuse Image Pixel attributes no decoder can honour, before anything is decoded."""
+    for kw in ("Rows", "Columns"):
+        v = _int_attr(ds, kw, path)
+        if v is None or v <= 0:
+            raise MedcolorError("image header lacks Rows/Columns", where=path, hint="the file is not a valid image")
+    allocated = _int_attr(ds, "BitsAllocated", path, 16)
+    stored = _int_attr(ds, "BitsStored", path, allocated)
+    if allocated not in (1, 8, 16, 32, 64):
+        raise MedcolorError(f"BitsAllocated {allocated} is not supported", where=path,
+                            hint="the image header is corrupt; re-export it")
+    if not 1 <= stored <= allocated:  # type: ignore[operator]
+        raise MedcolorError(f"BitsStored {stored} does not fit BitsAllocated {allocated}", where=path,
+                            hint="the image header is corrupt; re-export it")
+    if _int_attr(ds, "PixelRepresentation", path, 0) not in (0, 1):
+        raise MedcolorError("PixelRepresentation must be 0 or 1", where=path,
+                            hint="the image header is corrupt; re-export it")
+
+
+def _rescale_sources(ds: Dataset) -> list[Dataset]:
+    out = [ds]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    for groups in (shared or []), (per_frame or []):
+        for g in groups:
+            seq = g.get("PixelValueTransformationSequence")
+            if seq:
+                out.append(seq[0])
+    return out
+
+
+def _check_rescale(ds: Dataset, path: Path) -> None:
+    """RescaleSlope/Intercept must be finite numbers and the slope non-zero (a zero slope maps every
+    pixel to one value)."""
+    for src in _rescale_sources(ds):
+        for kw in ("RescaleSlope", "RescaleIntercept"):
+            if kw not in src:
+                continue
+            elem = src[kw]
+            raw = elem.value
+            if raw is None or raw == "":
+                continue
+            vals = _floats(raw)
+            if not vals or not all(np.isfinite(vals)):
+                raise MedcolorError(f"{kw} {str(raw)[:20]!r} is not a finite number", where=path,
+                                    hint="the rescale attributes are corrupt; re-export the image")
+            if kw == "RescaleSlope" and vals[0] == 0.0:
+                raise MedcolorError("RescaleSlope is 0 (every pixel would get the same value)", where=path,
+                                    hint="the rescale attributes are corrupt; re-export the image")
 
 
 def n_frames(ds: Dataset) -> int:
@@ -191,6 +280,12 @@ def _check_sizes(header: DicomHeader, path: Path) -> None:
             raise MedcolorError(f"pixel data truncated ({available} of {expected} bytes for "
                                 f"{frames} frame(s) of {rows}x{cols})", where=path,
                                 hint="the file is incomplete; copy or export it again")
+        whole = header.pixel_length // expected if expected else 0
+        if whole >= 2 and header.pixel_length - whole * expected <= 1:
+            # exactly k frames' worth: frames (or rows) would be silently dropped
+            raise MedcolorError(f"pixel data holds {whole} times the {frames} frame(s) of {rows}x{cols} the header "
+                                "describes (NumberOfFrames missing or Rows wrong)", where=path,
+                                hint="fix NumberOfFrames/Rows or re-export the image")
 
 
 # ---------------------------------------------------------------- per-frame functional groups
@@ -253,8 +348,10 @@ def frame_rescale(ds: Dataset, frame: int | None) -> tuple[float, float, str | N
     """(slope, intercept, RescaleType) for the frame, or None when there is no linear rescale."""
     item = functional_item(ds, frame, "PixelValueTransformationSequence")
     for src in (item, ds):
-        if src is not None and "RescaleSlope" in src and "RescaleIntercept" in src:
-            slope, intercept = _floats(src.RescaleSlope), _floats(src.RescaleIntercept)
+        if src is not None and ("RescaleSlope" in src or "RescaleIntercept" in src):
+            # one of the pair missing or empty: PS3.3 makes both Type 1; assume slope 1 / intercept 0
+            slope = _floats(src.get("RescaleSlope")) or [1.0]
+            intercept = _floats(src.get("RescaleIntercept")) or [0.0]
             if slope and intercept:
                 rtype = src.get("RescaleType")
                 return slope[0], intercept[0], (str(rtype).strip().upper() if rtype else None)
@@ -281,6 +378,9 @@ def is_hounsfield(ds: Dataset, frame: int | None) -> bool:
 
 # ---------------------------------------------------------------- decoding
 
+#: exceptions that are never a property of the input file: always passed through
+_NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
 _JPEG_FAMILY = {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit, _uid.JPEGLossless, _uid.JPEGLosslessSV1}
 
 
@@ -296,6 +396,62 @@ def _decode_with_dcmdjpeg(path: Path, index: int | None, ts: str) -> np.ndarray:
         if res.returncode != 0 or not out.exists():
             raise RuntimeError("dcmdjpeg failed: " + res.stderr.decode(errors="replace").strip()[:160])
         return pydicom.pixels.pixel_array(str(out), index=index)
+
+
+def _codestream_dims(frame: bytes, tsu: _uid.UID) -> tuple[int, int, int] | None:
+    """(rows, columns, components) stated by a JPEG / JPEG-LS / JPEG 2000 codestream, or None."""
+    if tsu in _J2K_FAMILY:
+        i = frame.find(b"\xff\x4f\xff\x51")  # SOC + SIZ (also inside a JP2 box)
+        if i < 0 or len(frame) < i + 44:
+            return None
+        x, y, xo, yo = struct.unpack(">4L", frame[i + 8:i + 24])
+        (c,) = struct.unpack(">H", frame[i + 40:i + 42])
+        return y - yo, x - xo, c
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    info = _get_jpg_parameters(frame)
+    if not info or not info.get("height"):
+        return None
+    return int(info["height"]), int(info["width"]), int(info.get("components", 0))
+
+
+_J2K_FAMILY = {_uid.JPEG2000, _uid.JPEG2000Lossless, _uid.HTJ2K, _uid.HTJ2KLossless, _uid.HTJ2KLosslessRPCL}
+
+
+def _check_codestream(path: Path, index: int | None, tsu: _uid.UID, header_ds: Dataset) -> None:
+    """Refuse a compressed frame whose codestream size differs from Rows/Columns/SamplesPerPixel:
+    some native decoders (GDCM) abort the whole process on such input instead of raising."""
+    ds = pydicom.dcmread(str(path), force=True)
+    frame = pydicom.encaps.get_frame(ds.PixelData, index or 0, number_of_frames=n_frames(header_ds))
+    dims = _codestream_dims(frame, tsu)
+    rows, cols = int(header_ds.Rows), int(header_ds.Columns)
+    spp = int(header_ds.get("SamplesPerPixel", 1) or 1)
+    if dims is not None and (dims[0] not in (0, rows) or dims[1] != cols or dims[2] not in (0, spp)):
+        raise MedcolorError(f"compressed frame is {dims[0]}x{dims[1]} with {dims[2]} component(s), the header "
+                            f"says {rows}x{cols} with {spp}", where=path, hint="the file is inconsistent; re-export it")
+
+
+def _decode_encapsulated(path: Path, index: int | None, tsu: _uid.UID, header_ds: Dataset) -> np.ndarray:
+    """Try the decoder plug-ins one by one, GDCM last (it aborts the process on some corrupt input rather
+    than raising); before GDCM gets a frame, its codestream size is checked against the header."""
+    decoder = pydicom.pixels.get_decoder(tsu)
+    plugins = list(decoder.available_plugins)
+    preferred = list(getattr(decoder, "_available", {}) or [])  # pydicom's own try order, when visible
+    plugins.sort(key=lambda p: preferred.index(p) if p in preferred else len(preferred))
+    order = [p for p in plugins if p != "gdcm"] + (["gdcm"] if "gdcm" in plugins else [])
+    errors: list[str] = []
+    for name in order:
+        if name == "gdcm":
+            _check_codestream(path, index, tsu, header_ds)
+        try:
+            return pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu, decoding_plugin=name)
+        except _NOT_OURS:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{name}: {_one_line(exc)}")
+        except BaseException as exc:  # pyo3 PanicException: the data is corrupt; no lenient second try
+            raise RuntimeError(f"{name}: {_one_line(exc)}") from None
+    raise RuntimeError("; ".join(errors) if errors else "no decoder plug-in is installed for this transfer syntax")
 
 
 def decode_frame(path: Path, header_ds: Dataset, frame: int | None) -> np.ndarray:
@@ -329,16 +485,28 @@ def decode_frame(path: Path, header_ds: Dataset, frame: int | None) -> np.ndarra
                 arr = pydicom.pixels.pixel_array(full, index=index)
             else:
                 try:
-                    arr = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
-                except Exception:
-                    if tsu not in _JPEG_FAMILY:
+                    if tsu.is_encapsulated:
+                        arr = _decode_encapsulated(path, index, tsu, header_ds)
+                    else:
+                        arr = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
+                except MedcolorError:
+                    raise
+                except _NOT_OURS:
+                    raise
+                except BaseException as exc:
+                    # a Rust plug-in (pylibjpeg-rle) panics on corrupt data with pyo3's PanicException, a
+                    # BaseException that pydicom does not catch: the data is corrupt, no other decoder is
+                    # tried (pydicom's own RLE decoder would silently return a damaged frame)
+                    if tsu not in _JPEG_FAMILY or not isinstance(exc, Exception):
                         raise
                     arr = _decode_with_dcmdjpeg(path, index, ts)
     except MedcolorError:
         raise
     except FileNotFoundError:
         raise MedcolorError("file not found", where=path, hint="was it moved or deleted after the scan?") from None
-    except Exception as exc:
+    except _NOT_OURS:
+        raise
+    except BaseException as exc:  # decoder plug-ins raise anything, incl. pyo3 PanicException (BaseException)
         raise MedcolorError(f"cannot decode pixel data ({tsu.name}): {_one_line(exc)}", where=path,
                             hint="the pixel data is truncated or corrupt, or needs a decoder plug-in "
                                  "(see medcolor doctor)") from None

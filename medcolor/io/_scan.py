@@ -105,7 +105,7 @@ def _dicom_candidates(path: Path, kind: str, order: int) -> list[_Candidate]:
     frames = _dicom.n_frames(ds)
     rows, cols = int(ds.Rows), int(ds.Columns)
     series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    photometric = display_photometric(ds)
     sop_uid = str(ds.get("SOPInstanceUID", "") or "") or None
     sop_class = str(ds.get("SOPClassUID", "") or "") or None
     try:
@@ -122,6 +122,17 @@ def _dicom_candidates(path: Path, kind: str, order: int) -> list[_Candidate]:
         key = ("dicom", group_uid, _round_iop(iop), rows, cols, photometric)
         out.append(_Candidate(ref, key, order, iop))
     return out
+
+
+def display_photometric(ds) -> str:  # noqa: ANN001
+    """"MONOCHROME1" when the image is displayed with high values dark: PhotometricInterpretation
+    MONOCHROME1, or MONOCHROME2 with Presentation LUT Shape INVERSE (PS3.3 C.11.6: INVERSE on
+    MONOCHROME1 is the DX module's way of saying MONOCHROME1 again, not a second inversion)."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    if photometric == "MONOCHROME2" and shape == "INVERSE":
+        return "MONOCHROME1"
+    return photometric
 
 
 def _sort_key_factory(cands: list[_Candidate]):  # noqa: ANN202
@@ -191,6 +202,9 @@ def _build_dicom_series(cands: list[_Candidate], outcomes: list[FileOutcome]) ->
                                 f"{med:.2f} mm): slices may be missing")
     first = kept[0].ref
     ds = first.dataset
+    if str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE" and \
+            str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME2":
+        notes.append("Presentation LUT Shape INVERSE: shown inverted, as MONOCHROME1")
     frame = first.frame
     modality = str(ds.get("Modality", "") or "OT").upper()
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
@@ -204,7 +218,7 @@ def _build_dicom_series(cands: list[_Candidate], outcomes: list[FileOutcome]) ->
         study_instance_uid=str(ds.get("StudyInstanceUID", "") or "") or None,
         is_hu=_dicom.is_hounsfield(ds, frame),
         file_windows=_dicom.file_windows(ds, frame),
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
+        photometric=display_photometric(ds),
         bits=bits,
         pixel_spacing=_dicom.frame_spacing(ds, frame),
         warnings=notes,
@@ -255,6 +269,11 @@ def _sniff_kind(path: Path) -> tuple[str, str | None]:
     return "none", "not DICOM"
 
 
+def _one_line(text: str) -> str:
+    """One printable line: header values quoted in a reason may hold NUL, newlines or escapes."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
 def scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
     """Find every input file, sniff it, group DICOM into series and sort their slices.
 
@@ -287,11 +306,11 @@ def _scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
             else:
                 outcomes.append(FileOutcome(path, "skipped", extra or "not DICOM"))
         except SkipInput as exc:
-            outcomes.append(FileOutcome(path, "skipped", exc.what))
+            outcomes.append(FileOutcome(path, "skipped", _one_line(exc.what)))
         except MedcolorError as exc:
-            outcomes.append(FileOutcome(path, "failed", exc.what + (f". {exc.hint}" if exc.hint else "")))
+            outcomes.append(FileOutcome(path, "failed", _one_line(exc.what + (f". {exc.hint}" if exc.hint else ""))))
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop the scan
-            outcomes.append(FileOutcome(path, "failed", f"unreadable ({' '.join(str(exc).split())[:160]})"))
+            outcomes.append(FileOutcome(path, "failed", f"unreadable ({_one_line(str(exc))[:160]})"))
 
     by_uid: dict[str, list[tuple]] = defaultdict(list)
     for key in groups:
@@ -376,7 +395,9 @@ def _dicom_rgb(path: Path) -> np.ndarray:
             pi = str(ds.get("PhotometricInterpretation", "")).upper()
             if pi == "PALETTE COLOR":
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
-    except Exception as exc:  # noqa: BLE001
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - decoder plug-ins may raise pyo3 PanicException
         raise MedcolorError(f"cannot read DICOM image ({' '.join(str(exc).split())[:160]})", where=path,
                             hint="use a PNG/JPEG/TIFF reference or a valid colour DICOM") from None
     if arr.ndim == 2:
