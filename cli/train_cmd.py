@@ -1,9 +1,155 @@
-"""Commands added to the `medcolor` app by register(app). (Filled in by its issue.)"""
+"""``medcolor train`` (learn a ``cnn`` model from colour images) and ``medcolor evaluate`` (score
+colourised images against colour truth, with trivial baselines). Parsing and display only."""
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Any, List, Optional
+
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from medcolor.errors import MedcolorError
+
+
+class _TrainProgress:
+    """Rich progress bar with the loss, driven by medcolor.train.loop events (rank 0 only)."""
+
+    def __init__(self, progress: Progress, console, rank: int) -> None:
+        self.progress, self.console, self.rank = progress, console, rank
+        self.task = None
+        self.budget = None
+
+    def __call__(self, event: str, **info: Any) -> None:
+        if self.rank != 0:
+            return
+        if event == "start":
+            self.budget = info.get("budget")
+            total = info["steps"] if not self.budget else None
+            self.task = self.progress.add_task("train", total=total, completed=info["start"], loss=float("nan"))
+            extra = f", time budget {self.budget / 60:g} min" if self.budget else ""
+            self.console.print(f"training on {info['n_images']} image(s), {info['world']} process(es){extra}",
+                               highlight=False)
+        elif event == "step" and self.task is not None:
+            desc = f"step {info['step']}"
+            self.progress.update(self.task, completed=info["step"], loss=info["loss"], description=desc)
+        elif event == "val":
+            m = info["metrics"]
+            self.console.print(f"step {info['step']}: validation PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} "
+                               f"({m['n_images']} image(s) at model size)", highlight=False)
+
+
+def _train(args: dict[str, Any]) -> int:
+    import os
+
+    from medcolor.cli.app import EXIT_OK, err, out
+    from medcolor.train.loop import TrainConfig, train
+
+    rank = int(os.environ.get("RANK", "0") or 0)
+    cfg = TrainConfig(**args)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("loss {task.fields[loss]:.5f}"),
+                  TimeElapsedColumn(), console=err, transient=False,
+                  disable=rank != 0 or not err.is_terminal) as progress:
+        result = train(cfg, _TrainProgress(progress, err, rank))
+    if rank == 0:
+        v = result.get("validation") or {}
+        out.print(f"wrote {result['output']}: {result['steps']} steps in {result['seconds'] / 60:.1f} min; "
+                  f"validation PSNR {v.get('psnr', float('nan')):.2f} dB, SSIM {v.get('ssim', float('nan')):.4f}",
+                  highlight=False)
+    return EXIT_OK
+
+
+def _fmt(s: dict[str, float], digits: int) -> str:
+    if not s or s.get("mean") is None or (isinstance(s["mean"], float) and math.isnan(s["mean"])):
+        return "-"
+    if math.isinf(s["mean"]):
+        return "inf"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def _evaluate(pred: Path, truth: str, size: int, baselines: list[str], train_dir: Optional[Path],
+              output: Optional[Path], per_image: bool) -> int:
+    from medcolor.cli.app import EXIT_FAILED, EXIT_OK, out
+    from medcolor.evaluate import METRICS, evaluate, write_json
+
+    res = evaluate(pred, truth, size=size, baselines=baselines, train=train_dir)
+    digits = {"psnr": 2, "ssim": 4, "nrmse": 4, "delta_e2000": 2, "colourfulness": 1}
+    t = Table(title=f"colour accuracy at {size}x{size} ({res['n_truth']} truth image(s))")
+    t.add_column("colouring")
+    for m in METRICS:
+        t.add_column({"psnr": "PSNR dB", "ssim": "SSIM", "nrmse": "NRMSE", "delta_e2000": "ΔE2000",
+                      "colourfulness": "colourfulness"}[m], justify="right")
+    if res["prediction"]["n"]:
+        t.add_row(f"prediction ({res['prediction']['n']})", *(_fmt(res["prediction"]["summary"][m], digits[m])
+                                                              for m in METRICS))
+    for name, b in res["baselines"].items():
+        t.add_row(f"baseline {name}", *(_fmt(b["summary"][m], digits[m]) for m in METRICS))
+    out.print(t)
+    if per_image and res["prediction"]["per_image"]:
+        pt = Table(title="per image")
+        for c in ("truth", "PSNR", "SSIM", "ΔE2000"):
+            pt.add_column(c)
+        for r in res["prediction"]["per_image"]:
+            pt.add_row(r["truth"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['delta_e2000']:.2f}")
+        out.print(pt)
+    out.print(f"protocol: {res['protocol']}", highlight=False, soft_wrap=True)
+    if res["missing"]:
+        out.print(f"[yellow]missing predictions for {len(res['missing'])} truth image(s):[/] "
+                  f"{', '.join(res['missing'][:10])}", highlight=False)
+    if output is not None:
+        out.print(f"wrote {write_json(res, output)}", highlight=False)
+    return EXIT_FAILED if res["missing"] else EXIT_OK
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the medcolor app."""
-    return None
+    """Add ``train`` and ``evaluate`` to the medcolor app."""
+    from medcolor.cli.app import _guard
+
+    @app.command()
+    def train(
+        data: Path = typer.Option(..., "--data", help="Folder of colour training images (PNG/JPEG/TIFF or colour DICOM)."),
+        output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (manifest + weights + training state)."),
+        method: str = typer.Option("cnn", "--method", "-m", help="What to train: cnn."),
+        val: Optional[Path] = typer.Option(None, "--val", help="Folder of colour validation images (default: report on the training images)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps (default 2000, or unlimited with --max-minutes)."),
+        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and save) within this wall-clock budget."),
+        seed: int = typer.Option(0, "--seed", help="Seed: same seed, data and --steps give the same weights."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint written by medcolor train."),
+        batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per step (per process under torchrun)."),
+        size: int = typer.Option(128, "--size", help="Model resolution (square, multiple of 16)."),
+        lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate (cosine-annealed)."),
+        val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (0: only at the end)."),
+        checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Write the checkpoint every N steps."),
+        base: int = typer.Option(16, "--width", help="Channels of the first U-Net level."),
+        prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+        workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+        name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the manifest."),
+    ) -> None:
+        """Train a colouriser on colour images (gray input made on the fly); runs under torchrun too."""
+        if method.strip().lower() != "cnn":
+            def bad() -> int:
+                raise MedcolorError(f"cannot train method {method!r}", where="--method", hint="use --method cnn")
+            _guard(bad)
+        args = dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
+                    resume=resume, batch_size=batch_size, size=size, lr=lr, val_every=val_every,
+                    checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,
+                    prior=prior)
+        _guard(lambda: _train(args))
+
+    @app.command()
+    def evaluate(
+        pred: Path = typer.Argument(..., help="Folder (or file) of colourised outputs (PNG/JPEG/TIFF/DICOM)."),
+        truth: str = typer.Argument(..., help="Colour truth: a folder, a file or a glob (quote it)."),
+        size: int = typer.Option(256, "--size", help="Both images are resized to SIZE x SIZE (bicubic) before scoring."),
+        baseline: List[str] = typer.Option([], "--baseline", help="Also score gray | mean-ab | l-lut (repeatable)."),
+        train_dir: Optional[Path] = typer.Option(None, "--train", help="Training images (for the mean-ab and l-lut baselines)."),
+        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the metrics as JSON."),
+        per_image: bool = typer.Option(False, "--per-image", help="Also print a per-image table."),
+    ) -> None:
+        """PSNR, SSIM, NRMSE, ΔE2000 and colourfulness of PRED against TRUTH, with trivial baselines."""
+        names: list[str] = []
+        for b in baseline:
+            names.extend(x.strip() for x in b.split(",") if x.strip())
+        _guard(lambda: _evaluate(pred, truth, size, names, train_dir, output, per_image))

@@ -50,7 +50,8 @@ _BUILTIN: dict[str, _Entry] = {
                        "(Welsh et al. 2002)"),
     "lut": _Entry("medcolor.colorizers.lut:LutColorizer",
                   "deterministic HU-to-colour ramps (CT-Muscle-like); the baseline"),
-    "cnn": _Entry(None, "encoder-decoder predicting a/b from L (trained with medcolor train)", _NOT_BUILT),
+    "cnn": _Entry("medcolor.colorizers.cnn:CnnColorizer",
+                  "encoder-decoder predicting a/b from L (trained with medcolor train)"),
     "cyclegan": _Entry(None, "CycleGAN trained on unpaired gray and colour images", _NOT_BUILT),
 }
 _REGISTERED: dict[str, _Entry] = {}

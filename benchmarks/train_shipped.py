@@ -1,0 +1,104 @@
+"""Train the shipped ``cnn`` models and write them (weights + manifest) to medcolor/models/.
+
+usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|meat]
+                                          [--retina-minutes 10] [--meat-minutes 5]
+
+* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
+* ``meat``: the three pure-meat crops of the Meat Cut (BEEF) collage (beef_lean_bright, beef_lean_dark,
+  beef_marbled; the collage itself has a text banner and is not used); the default model for CT/MR/X-ray.
+  With 3 images ``--prior auto`` uses the single training-set lookup (the retrieved prior needs 8+).
+
+Each run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), then the
+training state is dropped (inference-only file, a few MB) and medcolor/models/manifest.json updated
+with the file's sha256, the data description, validation metrics, licence and attribution.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from medcolor.train.checkpoint import MODELS_DIR, export_inference  # noqa: E402
+from medcolor.train.loop import TrainConfig, train  # noqa: E402
+
+CHASE_ATTR = ("CHASE_DB1 (Kingston University London / St George's, University of London; Fraz et al., "
+              "IEEE TBME 59(9):2538-2548, 2012), CC BY 4.0; images 01-07 used for training")
+MEAT_ATTR = ("Meat Cut Image Dataset (BEEF), Big Data and Analytics Research Centre / VistaMilk-DATAS, Ireland, "
+             "2021, Zenodo record 4704391, CC BY 4.0; three crops of the dataset-ninja/meat-cut preview collage")
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _progress(name: str):
+    def f(event: str, **k) -> None:
+        if event == "step" and k["step"] % 50 == 0:
+            print(f"[{name}] step {k['step']} loss {k['loss']:.5f} ({k['elapsed']:.0f} s)", flush=True)
+        elif event == "val":
+            m = k["metrics"]
+            print(f"[{name}] step {k['step']} val PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}", flush=True)
+    return f
+
+
+def ship(name: str, data: Path, val: Path | None, minutes: float, extra: dict, size: int = 128) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        full = Path(tmp) / f"{name}-train.pt"
+        t0 = time.time()
+        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, seed=0, size=size,
+                                val_every=100, checkpoint_every=0, name=name), _progress(name))
+        dst = MODELS_DIR / f"{name}.pt"
+        manifest = export_inference(full, dst, dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2)))
+    print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
+    return {"file": dst.name, "sha256": _sha(dst), "weights_sha256": manifest["weights_sha256"],
+            "size_bytes": dst.stat().st_size, "architecture": manifest["architecture"],
+            "model_size": manifest["model_size"], "steps": manifest["steps"], "training_data": manifest["training_data"],
+            "validation": manifest["validation"], "licence": extra["licence"], "attribution": extra["attribution"],
+            "description": extra["description"], "train_minutes": manifest["train_minutes"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--only", choices=("retina", "meat"))
+    ap.add_argument("--retina-minutes", type=float, default=10.0)
+    ap.add_argument("--meat-minutes", type=float, default=5.0)
+    a = ap.parse_args()
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    mf = MODELS_DIR / "manifest.json"
+    doc = json.loads(mf.read_text()) if mf.is_file() else {"models": {}}
+    doc["note"] = ("Shipped cnn models, trained by benchmarks/train_shipped.py; sha256 of each file and of its "
+                   "weights (the checkpoint's own manifest is verified at load).")
+    if a.only in (None, "retina"):
+        chase = a.data / "chase_db1"
+        doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
+                                       a.retina_minutes,
+                                       {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
+                                        "description": "colour fundus photographs (CHASE_DB1 01-07)",
+                                        "validation_data": "CHASE_DB1 test images 08-14"})
+    if a.only in (None, "meat"):
+        src = a.data / "meat_exemplar_beef_meatcut"
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp) / "meat_exemplar_beef_meatcut" / "beef_crops"
+            d.mkdir(parents=True)
+            for f in ("beef_lean_bright.jpg", "beef_lean_dark.jpg", "beef_marbled.jpg"):
+                shutil.copy(src / f, d / f)
+            doc["models"]["meat"] = ship("meat", d, None, a.meat_minutes,
+                                         {"licence": "CC BY 4.0 (training data)", "attribution": MEAT_ATTR,
+                                          "description": "raw beef photos (lung-CT paper idea); default for "
+                                                         "CT/MR/X-ray"})
+    doc["default"] = "meat"
+    mf.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {mf}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""``cnn`` backend: an encoder-decoder trained by ``medcolor train`` predicts ab from L.
+
+The network (``medcolor.colorizers._nets.LumaPriorUNet``) sees a copy of each slice resized to the
+model resolution (``model_size``, from the checkpoint; area averaging, so a 4096x4096 slice costs one
+cheap downscale and never a full-resolution network pass). Its output has two parts: the per-pixel
+L -> ab curves (training-set prior + per-image curve from global context), evaluated on the source L
+itself at up to ``max_chroma_pixels`` pixels (the full resolution for images up to 2048x2048), and a
+spatial residual predicted at the model resolution and upsampled. ``colorize`` returns ab at that
+chroma resolution; the pipeline upsamples it and joins it to the untouched full-resolution L.
+
+Options (the pipeline reads the checkpoint and passes its contents; the backend never reads files):
+``manifest`` (dict) and ``state_dict`` (tensors) from :func:`medcolor.train.checkpoint.load_checkpoint`,
+``model_label`` (name shown in provenance), ``max_chroma_pixels`` (default 2048*2048).
+Batched on any device; autocast (float16) on CUDA only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from medcolor.colorizers.base import Colorizer, check_L
+from medcolor.errors import MedcolorError
+from medcolor.types import SeriesContext
+
+__all__ = ["CnnColorizer", "predict_ab"]
+
+
+def _resize_L(L: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(L.shape[-2:]) == size:
+        return L
+    if L.shape[-2] >= size[0] and L.shape[-1] >= size[1]:
+        return F.interpolate(L, size=size, mode="area")
+    return F.interpolate(L, size=size, mode="bilinear", align_corners=False)
+
+
+def _chroma_size(H: int, W: int, max_pixels: int) -> tuple[int, int]:
+    if H * W <= max_pixels:
+        return H, W
+    k = (max_pixels / (H * W)) ** 0.5
+    return max(1, int(H * k)), max(1, int(W * k))
+
+
+def predict_ab(net: torch.nn.Module, L: torch.Tensor, model_size: int,
+               max_chroma_pixels: int = 2048 * 2048) -> torch.Tensor:
+    """``L`` ``[B,1,H,W]`` (0..100) -> ab ``[B,2,h,w]`` with ``(h, w)`` = ``(H, W)`` up to
+    ``max_chroma_pixels``, else a proportional downscale. No gradients."""
+    B, _, H, W = L.shape
+    m = int(model_size)
+    small = _resize_L(L, (m, m))
+    ch, cw = _chroma_size(H, W, max_chroma_pixels)
+    L_c = _resize_L(L, (ch, cw))
+    use_amp = L.device.type == "cuda"
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+        out = [net(small[i:i + 1], L_c[i:i + 1].float()).float() for i in range(B)] if B > 1 and ch * cw > 1 << 20 \
+            else [net(small, L_c).float()]
+    return torch.cat(out, dim=0)
+
+
+class CnnColorizer(Colorizer):
+    """Learned chroma from a ``medcolor train`` checkpoint (see the module docstring)."""
+
+    name = "cnn"
+    summary = "encoder-decoder predicting a/b from L (luminance prior + per-image curve + U-Net residual)"
+    option_names = ("manifest", "state_dict", "model_label", "max_chroma_pixels", "model")
+    batched = True
+
+    def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
+        super().__init__(device=device, **options)
+        if options.get("model") is not None and options.get("manifest") is None:
+            from medcolor.train.checkpoint import load_model_options  # API convenience (not the pipeline path)
+
+            options.update(load_model_options(options["model"]))
+        manifest, state = options.get("manifest"), options.get("state_dict")
+        if manifest is None or state is None:
+            from medcolor.train.checkpoint import load_model_options
+
+            options.update(load_model_options(None))
+            manifest, state = options["manifest"], options["state_dict"]
+        from medcolor.train.checkpoint import build_model, state_sha256
+
+        if state_sha256(state) != manifest.get("weights_sha256"):
+            raise MedcolorError("model weights do not match their manifest sha256", where="--model",
+                                hint="reload the checkpoint from disk")
+        self.manifest: dict[str, Any] = dict(manifest)
+        self.net = build_model(manifest, state).to(self.device)
+        self.model_size = int(manifest.get("model_size", 128))
+        self.max_chroma_pixels = int(options.get("max_chroma_pixels") or 2048 * 2048)
+        self.model_label = str(options.get("model_label") or manifest.get("name") or "custom")
+
+    def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
+        """Nothing per series: the network adapts per image (its global-context branch)."""
+        self.warnings = []
+
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        L = check_L(L, self.device)
+        return predict_ab(self.net, L, self.model_size, self.max_chroma_pixels)
+
+    def provenance(self) -> dict[str, Any]:
+        data = self.manifest.get("training_data") or {}
+        params = {"model": self.model_label, "arch": self.manifest.get("architecture"),
+                  "model_size": self.model_size, "trained_steps": self.manifest.get("steps"),
+                  "trained_on": f"{data.get('folder', '?')} ({data.get('n_images', '?')} images)"}
+        return {"method": f"cnn ({self.model_label})", "parameters": params, "reference_sha256": None,
+                "model_sha256": self.manifest.get("weights_sha256")}

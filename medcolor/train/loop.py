@@ -1,0 +1,284 @@
+"""The training loop of ``medcolor train --method cnn``.
+
+``train(cfg, progress)`` trains :class:`medcolor.colorizers._nets.LumaPriorUNet` on a folder of colour
+images and writes a checkpoint (manifest + weights + training state for ``--resume``) to
+``cfg.output``. Repeatable: with the same seed, data and ``--steps`` the weights are identical (sample
+``i`` of the run is drawn from its own generator, see :mod:`medcolor.train.data`; torch's generator is
+seeded; the learning-rate schedule depends on the step only). ``--max-minutes`` stops at a time
+budget instead (the learning rate is annealed against whichever of the step and time budgets comes
+first, so the step count reached depends on the machine). Runs under ``torchrun`` with
+DistributedDataParallel when ``WORLD_SIZE`` > 1 (gloo on CPU, nccl on CUDA): every rank draws its own
+samples, gradients are averaged, rank 0 validates and writes checkpoints.
+
+``progress(event, **info)`` is called with ``"start"``, ``"step"`` (step, steps, loss, lr, elapsed),
+``"val"`` (step, metrics) and ``"saved"`` (path) -- the CLI turns them into a Rich progress bar.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from medcolor.errors import MedcolorError
+
+__all__ = ["TrainConfig", "train", "validate"]
+
+ARCH = "luma-prior-unet"
+BANK_MAX = 512
+BANK_MIN = 8      # "auto": fewer images give too few neighbours for a retrieved prior
+ProgressFn = Callable[..., None]
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    output: Path
+    val: Path | None = None
+    steps: int | None = None          # default: 2000, or unlimited (time budget) with max_minutes
+    max_minutes: float | None = None
+    seed: int = 0
+    resume: Path | None = None
+    batch_size: int = 8
+    size: int = 128                   # model resolution (square)
+    lr: float = 2e-3
+    val_every: int = 100
+    checkpoint_every: int = 200
+    work_size: int = 512              # images are shrunk to this longer side once, at load
+    base: int = 16
+    levels: int = 4
+    prior: str = "auto"               # "retrieval" (per-image lookups of the training images), "global"
+                                      # (one lookup), "auto": retrieval from BANK_MIN training images on
+    device: str = "cpu"
+    workers: int = 0
+    name: str | None = None           # model name recorded in the manifest
+    extra_manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _noop(*_: Any, **__: Any) -> None:
+    return None
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return world, rank, local
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """Batches of dataset indices for steps ``start..stop-1``: step s, rank r of w takes indices
+    ``(s * w + r) * B + j``; the same indices whatever the worker count or resume point."""
+
+    def __init__(self, start: int, stop: int, batch: int, rank: int, world: int) -> None:
+        self.start, self.stop, self.batch, self.rank, self.world = start, stop, batch, rank, world
+
+    def __iter__(self):
+        for s in range(self.start, self.stop):
+            first = (s * self.world + self.rank) * self.batch
+            yield list(range(first, first + self.batch))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def _lr_factor(progress: float, step: int, warmup: int = 30) -> float:
+    warm = min(1.0, (step + 1) / warmup)
+    return warm * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def validate(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """PSNR/SSIM (RGB, 8-bit, data_range 255, skimage) of the whole validation images at the model
+    resolution, prediction joined to the input L and gamut-mapped as ``medcolor run`` does."""
+    from medcolor.color import lab_to_rgb8
+    from medcolor.evaluate import rgb_metrics
+
+    was = net.training
+    net.eval()
+    L = batch["L"].to(device)
+    ab = torch.cat([net(L[i:i + 1]) for i in range(L.shape[0])])
+    pred = lab_to_rgb8(L, ab.float()).permute(0, 2, 3, 1).cpu().numpy()
+    truth = (batch["rgb"].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    rows = [rgb_metrics(t, p) for t, p in zip(truth, pred)]
+    net.train(was)
+    return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
+            "n_images": len(rows)}
+
+
+def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Train; returns ``{"output", "steps", "validation", "seconds", "manifest"}`` (on every rank)."""
+    import torch.distributed as dist
+
+    from medcolor.colorizers._nets import build_network
+    from medcolor.colorizers.base import resolve_device
+    from medcolor.train import checkpoint as ckpt
+    from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
+    from medcolor.train.losses import colour_loss
+    from medcolor.train.lut import fit_l_lut
+
+    progress = progress or _noop
+    t0 = time.perf_counter()
+    world, rank, local = _dist_info()
+    if cfg.batch_size < 1 or cfg.size < 16 or cfg.size % 16:
+        raise MedcolorError("batch size must be >= 1 and size a multiple of 16 (>= 16)", where="--size/--batch-size")
+    device = resolve_device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+
+    files = find_images(cfg.data)
+    images = load_images(files, cfg.work_size)
+    val_files = find_images(cfg.val) if cfg.val else files
+    val_images = load_images(val_files, cfg.work_size) if cfg.val else images
+    val_batch = whole_images(val_images[:32], cfg.size)
+    data_desc = describe_data(cfg.data, files)
+
+    torch.manual_seed(cfg.seed)
+    # retrieval bank: per-image lookups of (up to BANK_MAX) training images; needs 2+ images
+    bank_ids: list[int] = []
+    if cfg.prior not in ("auto", "global", "retrieval"):
+        raise MedcolorError(f"unknown prior {cfg.prior!r}", where="--prior", hint="use auto, global or retrieval")
+    if (cfg.prior == "retrieval" and len(images) >= 2) or (cfg.prior == "auto" and len(images) >= BANK_MIN):
+        bank_ids = sorted(np.random.default_rng([cfg.seed, 7]).permutation(len(images))[:BANK_MAX].tolist())
+    to_bank = torch.full((len(images),), -1, dtype=torch.long)
+    for j, i in enumerate(bank_ids):
+        to_bank[i] = j
+    arch_args = {"base": cfg.base, "levels": cfg.levels, "bank_size": len(bank_ids)}
+    net = build_network(ARCH, arch_args)
+    start_step = 0
+    opt_state = None
+    if cfg.resume:
+        manifest, state, tstate = ckpt.load_checkpoint(cfg.resume, with_training_state=True)
+        if manifest["architecture"] != ARCH:
+            raise MedcolorError("cannot resume: different architecture", where=cfg.resume)
+        arch_args = dict(manifest["arch_args"])
+        if int(arch_args.get("bank_size", 0)) != len(bank_ids):
+            raise MedcolorError("cannot resume: the training images differ from the checkpoint's", where=cfg.resume)
+        net = build_network(ARCH, arch_args)
+        net.load_state_dict(state)
+        if tstate is None:
+            raise MedcolorError("checkpoint has no training state (a shipped/exported model)", where=cfg.resume,
+                                hint="resume from the -o file of `medcolor train`")
+        start_step = int(manifest.get("steps", 0))
+        opt_state = tstate.get("optimizer")
+        prev = tstate.get("config") or {}
+        if int(prev.get("size", cfg.size)) != cfg.size:
+            raise MedcolorError(f"cannot resume at --size {cfg.size}: the checkpoint was trained at "
+                                f"{prev.get('size')}", where=cfg.resume, hint=f"use --size {prev.get('size')}")
+    else:
+        net.set_lut(fit_l_lut(images))
+        if bank_ids:
+            from medcolor.colorizers._nets import soft_histogram
+
+            whole = whole_images([images[i] for i in bank_ids], cfg.size)["L"]
+            net.set_bank(torch.stack([fit_l_lut([images[i]]) for i in bank_ids]),
+                         soft_histogram(whole, net.hist_bins))
+    net = net.to(device)
+    model: torch.nn.Module = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+
+    from monai.data import DataLoader
+
+    dataset = AugmentedColourDataset(images, cfg.size, length=(steps_total + 1) * cfg.batch_size * world,
+                                     seed=cfg.seed)
+    loader = DataLoader(dataset, batch_sampler=_StepBatches(start_step, steps_total, cfg.batch_size, rank, world),
+                        num_workers=cfg.workers)
+    progress("start", steps=steps_total, start=start_step, n_images=len(files), world=world, rank=rank,
+             budget=budget)
+    val_metrics: dict[str, float] = {}
+    step = start_step
+    last_loss = float("nan")
+    step_time = 0.0
+
+    def save(final: bool) -> None:
+        if rank != 0:
+            return
+        extra = {"steps": step, "model_size": cfg.size, "training_data": data_desc,
+                 "validation": dict(val_metrics, images=("validation folder " + Path(cfg.val).name) if cfg.val
+                                    else "training images (no --val given)"),
+                 "train_config": {"batch_size": cfg.batch_size, "size": cfg.size, "lr": cfg.lr, "seed": cfg.seed,
+                                  "world_size": world, "max_minutes": cfg.max_minutes},
+                 "final_loss": last_loss}
+        if cfg.name:
+            extra["name"] = cfg.name
+        extra.update(cfg.extra_manifest)
+        tstate = {"optimizer": opt.state_dict(), "config": {"size": cfg.size, "batch_size": cfg.batch_size,
+                                                              "seed": cfg.seed}}
+        ckpt.save_checkpoint(cfg.output, net, ARCH, arch_args, extra, tstate)
+        progress("saved", path=str(cfg.output), step=step, final=final)
+
+    model.train()
+    it = iter(loader)
+    while step < steps_total:
+        ts = time.perf_counter()
+        elapsed = ts - t0
+        frac = step / steps_total
+        stop = 0.0
+        if budget is not None:
+            frac = max(frac, elapsed / budget)
+            # stop when the next step (and a final validation + save) would not fit
+            if elapsed + 1.5 * step_time + 5.0 >= budget:
+                stop = 1.0
+        if world > 1:
+            t = torch.tensor([frac, stop], dtype=torch.float64)
+            dist.broadcast(t, 0)
+            frac, stop = float(t[0]), float(t[1])
+        if stop:
+            break
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(frac, step)
+        L, ab, rgb = (batch[k].to(device, non_blocking=True) for k in ("L", "ab", "rgb"))
+        pred = model(L, None, to_bank[batch["image"].long()].to(device) if bank_ids else None)
+        loss, parts = colour_loss(L, pred, ab, rgb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        last_loss = float(loss.detach())
+        if not math.isfinite(last_loss):
+            raise MedcolorError(f"training diverged at step {step} (loss {last_loss})", where="--lr",
+                                hint="lower the learning rate")
+        dt = time.perf_counter() - ts
+        step_time = dt if step_time == 0.0 else 0.9 * step_time + 0.1 * dt
+        progress("step", step=step, steps=steps_total, loss=last_loss, lr=opt.param_groups[0]["lr"],
+                 elapsed=time.perf_counter() - t0, **parts)
+        if rank == 0 and cfg.val_every and step % cfg.val_every == 0 and step < steps_total:
+            val_metrics = validate(net, val_batch, device)
+            progress("val", step=step, metrics=val_metrics)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_total:
+            save(False)
+    if rank == 0:
+        val_metrics = validate(net, val_batch, device)
+        progress("val", step=step, metrics=val_metrics)
+    save(True)
+    if world > 1:
+        dist.barrier()
+    result = {"output": str(cfg.output), "steps": step, "validation": val_metrics,
+              "seconds": time.perf_counter() - t0, "rank": rank, "world_size": world}
+    return result
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
