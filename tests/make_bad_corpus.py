@@ -428,6 +428,13 @@ def make_fuzz_regressions() -> None:
                                "bad_vr_pi.dcm": ("failed", "unreadable DICOM header")}, outputs=0,
            note="fuzz finding: an unknown VR ('IW', 0x55D3) raised lazily after the header was read, caught "
                 "only by the scan's last-resort handler ('unreadable (...)')")
+    d = case_dir("fuzz_multivalued_samples")
+    ds = small_ct()
+    ds.SamplesPerPixel = [21316, 14, 11824]  # VM 3 where VM 1 is required
+    save(ds, d / "spp_list.dcm")
+    expect("fuzz_multivalued_samples", {"spp_list.dcm": ("failed", "SamplesPerPixel")}, outputs=0,
+           note="fuzz finding (30-minute run): a multi-valued SamplesPerPixel raised TypeError in int(), "
+                "caught only by the scan's last-resort handler ('unreadable (int() argument ...)')")
 
 
 def make_colour() -> None:

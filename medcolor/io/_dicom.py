@@ -168,7 +168,7 @@ def read_header(path: Path, kind: str) -> DicomHeader:
     if sop_class == SEGMENTATION_SOP_CLASS or str(ds.get("Modality", "")) == "SEG":
         raise SkipInput("segmentation, not a grayscale image", where=path)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    spp = _int_attr(ds, "SamplesPerPixel", path, 1) or 1
     if spp != 1 or photometric not in _MONO:
         raise SkipInput(f"already colour ({photometric or 'SamplesPerPixel ' + str(spp)})", where=path)
     if meta is None:
