@@ -428,6 +428,13 @@ def make_fuzz_regressions() -> None:
                                "bad_vr_pi.dcm": ("failed", "unreadable DICOM header")}, outputs=0,
            note="fuzz finding: an unknown VR ('IW', 0x55D3) raised lazily after the header was read, caught "
                 "only by the scan's last-resort handler ('unreadable (...)')")
+    d = case_dir("fuzz_nested_sq_hang")
+    shutil.copy(Path(__file__).parent / "data" / "fuzz_regressions" / "hang_nested_sq.dcm", d / "nested_sq.dcm")
+    expect("fuzz_nested_sq_hang", {"nested_sq.dcm": ("failed", "unreadable DICOM header")}, outputs=0,
+           note="fuzz finding (30-minute run, kept as found: a 4 kB mutation of a sample slice): deeply "
+                "nested sequences with a broken element made pydicom's recursive walk re-format the nested "
+                "traceback at every level (minutes per file, a batch-stopping hang); now an iterative "
+                "conversion with a depth bound fails it in well under a second")
     d = case_dir("fuzz_multivalued_samples")
     ds = small_ct()
     ds.SamplesPerPixel = [21316, 14, 11824]  # VM 3 where VM 1 is required

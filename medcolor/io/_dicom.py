@@ -107,6 +107,32 @@ def _one_line(exc: BaseException) -> str:
     return (text[:200] + "...") if len(text) > 200 else (text or type(exc).__name__)
 
 
+MAX_SEQUENCE_DEPTH = 100     # real objects nest a handful of levels; the corpus has a 50-deep case
+MAX_HEADER_ELEMENTS = 500_000
+
+
+def _convert_all(ds: Dataset, path: Path) -> None:
+    """Convert every element of ``ds`` now, sequences included (pydicom converts raw values lazily, so
+    an invalid VR or value would otherwise raise far from here). Iterative with bounded depth and
+    element count: pydicom's own ``walk`` recurses and re-formats the nested traceback at every level
+    when an element fails, which a small fuzzed file turned into a hang."""
+    stack: list[tuple[Dataset, int]] = [(ds, 0)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise MedcolorError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels", where=path,
+                                hint="the header is corrupt or hostile; re-export the file")
+        for tag in list(item.keys()):
+            elem = item[tag]  # converts a raw element (raises for an invalid VR or value)
+            count += 1
+            if count > MAX_HEADER_ELEMENTS:
+                raise MedcolorError(f"header has more than {MAX_HEADER_ELEMENTS} elements", where=path,
+                                    hint="the header is corrupt or hostile; re-export the file")
+            if elem.VR == "SQ" and elem.value:
+                stack.extend((child, depth + 1) for child in elem.value)
+
+
 def read_header(path: Path, kind: str) -> DicomHeader:
     """Read a DICOM header without pixel data. Raises SkipInput when the file parses but is not an
     image we colourise (DICOMDIR, no pixel data, colour, segmentation) and MedcolorError when it is
@@ -118,9 +144,9 @@ def read_header(path: Path, kind: str) -> DicomHeader:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
             # pydicom converts raw element values lazily: an invalid VR or value would otherwise raise
             # later, far from here; convert every element now (sequences included)
-            ds.walk(lambda _ds, _elem: None)
+            _convert_all(ds, path)
             if getattr(ds, "file_meta", None) is not None:
-                ds.file_meta.walk(lambda _ds, _elem: None)
+                _convert_all(ds.file_meta, path)
             ts = _resolved_syntax(ds)
             has_pixels, length, offset = False, None, None
             if _uid.UID(ts).is_deflated:
