@@ -28,7 +28,7 @@ from numba import njit
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["lab_rgb8", "rgb8_to_L", "delta_l_stats", "make_consts"]
+__all__ = ["lab_rgb8", "rgb8_to_L", "delta_l_stats", "measure", "make_consts"]
 
 
 def _jit(fn):
@@ -450,3 +450,51 @@ def _delta_l_kernel(l_in, rgb, lut, c, cbt):
 
 def delta_l_stats(l_in_flat: np.ndarray, rgb_flat: np.ndarray, lut: np.ndarray, c: np.ndarray):
     return _delta_l_kernel(l_in_flat, rgb_flat, lut, c, _CBRT_TAB)
+
+
+@_jit
+def _measure_kernel(l_in, rgb, lut, c, cbt):
+    """One pass over an 8-bit sRGB image and the L* it should have: L*(rgb) (N,) float32; sum, max
+    and a 1001-bin histogram (0.01 wide) of |ΔL| (float32 differences, as ``delta_l_kernel``); the sum
+    of squared ΔL (float64); and the sums of rg = R - G and yb = (R + G)/2 - B and of their squares
+    (Hasler–Süsstrunk opponent channels)."""
+    n = l_in.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    counts = np.zeros(1001, dtype=np.int64)
+    kb = np.empty(_CHUNK, dtype=np.int32)
+    k100 = c[5]
+    total = 0.0
+    sse = 0.0
+    dmax = np.float32(0.0)
+    s_rg = 0.0
+    s_rg2 = 0.0
+    s_yb = 0.0
+    s_yb2 = 0.0
+    for p0 in range(0, n, _CHUNK):
+        m = min(_CHUNK, n - p0)
+        blk = out[p0:p0 + m]
+        _lstar_block(rgb, p0, m, lut, c, cbt, blk, kb)
+        for j in range(m):
+            d = blk[j] - l_in[p0 + j]
+            sse += np.float64(d) * np.float64(d)
+            d = abs(d)
+            total += d
+            dmax = max(dmax, d)
+            q = d * k100
+            k = np.int64(q) if q < 1000.0 else 1000
+            counts[k] += 1
+            i3 = 3 * (p0 + j)
+            r = np.float64(rgb[i3])
+            g = np.float64(rgb[i3 + 1])
+            b = np.float64(rgb[i3 + 2])
+            rg = r - g
+            yb = 0.5 * (r + g) - b
+            s_rg += rg
+            s_rg2 += rg * rg
+            s_yb += yb
+            s_yb2 += yb * yb
+    return out, total, dmax, counts, sse, s_rg, s_rg2, s_yb, s_yb2
+
+
+def measure(l_in_flat: np.ndarray, rgb_flat: np.ndarray, lut: np.ndarray, c: np.ndarray):
+    return _measure_kernel(l_in_flat, rgb_flat, lut, c, _CBRT_TAB)

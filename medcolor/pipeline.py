@@ -15,15 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 import torch
 
 from medcolor import __version__
-from medcolor.color import delta_l_stats, lab_to_rgb8, lab_to_rgb8_hwc_numpy, rgb8_to_L_numpy, upsample_ab
+from medcolor.color import lab_to_rgb8, lab_to_rgb8_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.io import SliceDataset, read_image_rgb, read_slice, scan
-from medcolor.metrics import colourfulness, psnr, ssim
+from medcolor.metrics import measure_rgb8, ssim
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
 from medcolor.types import Derivation, FileOutcome, Series, SeriesContext
@@ -145,14 +146,17 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
     out_dir.mkdir(parents=True, exist_ok=True)
     progress("scan_done", n_series=len(found.series), n_outcomes=len(outcomes),
              seconds=time.perf_counter() - t0)
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     if device.type == "cpu" and options.reader_workers > 0:
-        # one core reads (worker process) and writes (writer thread); torch keeps the rest
+        # the work is already spread over a reader process and the colour, measure and write threads:
+        # torch keeps the cores the reader does not use, OpenCV's own pool would only oversubscribe them
         torch.set_num_threads(max(1, cpu_count() - 1))
+        cv2.setNumThreads(1)
     try:
         results = _run_all(found, options, colorizer, device, out_dir, outcomes, redactor, progress)
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
     run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
     run_result.report_path = write_report(out_dir, run_result, options, redactor,
                                           seconds=time.perf_counter() - t0)
@@ -353,7 +357,7 @@ def _encode_hwc(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
 
 def _measure_slice(index: int, l_in: np.ndarray, rgb: np.ndarray, per_slice: dict[int, dict[str, Any]]) -> None:
     """Measure the 8-bit RGB that will be written against the windowed L."""
-    per_slice[index] = _slice_metrics(index, l_in, rgb8_to_L_numpy(rgb), rgb)
+    per_slice[index] = _slice_metrics(index, l_in, rgb)
 
 
 def _write_all(writers, index: int, ref, rgb: np.ndarray) -> None:
@@ -368,17 +372,10 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _slice_metrics(index: int, l_in: np.ndarray, l_out: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
-    dl_mean, dl_p99, dl_max = delta_l_stats(l_in, rgb)
-    return {
-        "index": index,
-        "delta_l_mean": float(dl_mean),
-        "delta_l_p99": float(dl_p99),
-        "delta_l_max": float(dl_max),
-        "colourfulness": float(colourfulness(rgb)),
-        "psnr_l": float(psnr(l_in, l_out, data_range=100.0)),
-        "ssim_l": float(ssim(l_in, l_out, data_range=100.0)),
-    }
+def _slice_metrics(index: int, l_in: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
+    l_out, measures = measure_rgb8(l_in, rgb)
+    return {"index": index, **{k: float(v) for k, v in measures.items()},
+            "ssim_l": float(ssim(l_in, l_out, data_range=100.0))}
 
 
 def _summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:

@@ -111,3 +111,21 @@ def test_summarize():
     assert s == pytest.approx({"mean": 2.5, "std": math.sqrt(1.25), "min": 1.0, "max": 4.0})
     empty = metrics.summarize([])
     assert set(empty) == {"mean", "std", "min", "max"} and all(math.isnan(v) for v in empty.values())
+
+
+def test_measure_rgb8_equals_the_separate_measures() -> None:
+    from medcolor.color import delta_l_stats, rgb8_to_L_numpy
+    from medcolor.metrics import colourfulness, measure_rgb8, psnr
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    l_in = (rgb8_to_L_numpy(rgb) + rng.normal(0, 0.3, (64, 48))).astype(np.float32)
+    l_out, m = measure_rgb8(l_in, rgb)
+    np.testing.assert_allclose(l_out, rgb8_to_L_numpy(rgb), atol=1e-4)
+    mean, p99, dmax = delta_l_stats(l_in, rgb)
+    assert m["delta_l_mean"] == pytest.approx(mean, rel=1e-6) and m["delta_l_p99"] == pytest.approx(p99)
+    assert m["delta_l_max"] == pytest.approx(dmax, rel=1e-6)
+    assert m["psnr_l"] == pytest.approx(psnr(l_in, rgb8_to_L_numpy(rgb), 100.0), rel=1e-6)
+    assert m["colourfulness"] == pytest.approx(colourfulness(rgb), rel=1e-6)
+    with pytest.raises(ValueError):
+        measure_rgb8(l_in[:10], rgb)
