@@ -15,7 +15,7 @@ from medcolor.errors import MedcolorError
 def send_outputs(out_dir: Path, outputs: list[str] | None, send: str, calling_aet: str = "MEDCOLOR") -> int:
     """C-STORE ``outputs`` (paths relative to ``out_dir``; None: every SC under it) to ``send``
     (HOST:PORT:AET); prints the counts; returns the exit code (0 only when nothing failed)."""
-    from medcolor.pacs import SC_FAMILY, Target, export, find_instances
+    from medcolor.pacs import SC_FAMILY, Target, find_instances
 
     target = Target.parse(send, calling_aet)
     instances = find_instances(out_dir)
@@ -71,7 +71,7 @@ class _BatchProgress:
 
 
 def _print_batch(result) -> None:
-    from medcolor.cli.app import err, out
+    from medcolor.cli.app import out
 
     table = Table(title="medcolor batch")
     for col in ("series", "files", "status", "method", "window", "mean |ΔL|", "colourfulness", "note"):
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
     def batch(
         in_dir: Path = typer.Argument(..., help="Folder to colour (recursive)."),
         out_dir: Path = typer.Argument(..., help="Output folder: series, batch.json, batch.csv, report.json/.html."),
-        method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut (see `medcolor doctor`)."),
+        method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut | cnn (see `medcolor doctor`)."),
         ref: Optional[Path] = typer.Option(None, "--ref", help="Exemplar reference photo (default: the shipped beef_marbled.jpg)."),
         window: Optional[str] = typer.Option(None, "--window", "-w", help="Preset name, W,L, 'file' or 'percentile[:LO,HI]'."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
@@ -123,6 +123,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", "-j", help="Local worker processes (series in parallel)."),
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask distributed scheduler address (tcp://HOST:PORT); needs medcolor[scale]."),
         send: Optional[str] = typer.Option(None, "--send", help="C-STORE the series coloured by this run to HOST:PORT:AET."),
+        model: Optional[str] = typer.Option(None, "--model", help="cnn model: a shipped name (meat, retina) or a checkpoint path."),
         calling_aet: str = typer.Option("MEDCOLOR", "--calling-aet", help="Our AE title for --send."),
     ) -> None:
         """Colour every series under IN_DIR into OUT_DIR; resumable; every file accounted for."""
@@ -137,7 +138,8 @@ def register(app: typer.Typer) -> None:
                 Target.parse(send, calling_aet).check()  # a typo fails before hours of work
             opts = RunOptions(output=out_dir, method=method, reference=ref, window=window, device=device, fmt=fmt,
                               multiframe=multiframe, overwrite=overwrite, batch_size=batch_size,
-                              exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi)
+                              exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi,
+                              backend_options={"model": model} if model else {})
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=err, transient=False, disable=not err.is_terminal) as progress:
                 result = run_batch(in_dir, opts, workers=workers, scheduler=scheduler,

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator
 
 from medcolor import __version__
 from medcolor.errors import MedcolorError
+from medcolor.io import sha256_file
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_json_atomic, write_report
 from medcolor.types import FileOutcome, Series
@@ -132,14 +133,6 @@ class DerivedUidMap(dict):
 # --------------------------------------------------------------------------- keys and state
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def parameters_fingerprint(options: Any) -> dict[str, Any]:
     """The parameters that decide a series' output (no paths, no patient data)."""
     from medcolor.pipeline import DEFAULT_REFERENCE
@@ -149,11 +142,11 @@ def parameters_fingerprint(options: Any) -> dict[str, Any]:
         ref_path = Path(options.reference or DEFAULT_REFERENCE)
         if not ref_path.is_file():
             raise MedcolorError("reference photo not found", where=ref_path, hint="check --ref")
-        ref = _sha256_file(ref_path)
+        ref = sha256_file(ref_path)
     backend: dict[str, Any] = {}
     for k, v in sorted((options.backend_options or {}).items()):
         if isinstance(v, (str, Path)) and Path(v).is_file():
-            backend[k] = "sha256:" + _sha256_file(Path(v))  # a model/checkpoint file: by content
+            backend[k] = "sha256:" + sha256_file(Path(v))  # a model/checkpoint file: by content
         else:
             backend[k] = repr(v)
     return {"method": options.method, "window": options.window or "default", "reference_sha256": ref,

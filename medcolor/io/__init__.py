@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from medcolor.io._images import sha256_file
 from medcolor.io._scan import ScanResult, expand_inputs, read_image_rgb, read_slice, scan
 
-__all__ = ["ScanResult", "scan", "read_slice", "read_image_rgb", "expand_inputs", "MedcolorReader",
+__all__ = ["ScanResult", "scan", "read_slice", "read_image_rgb", "expand_inputs", "sha256_file", "MedcolorReader",
            "SliceDataset"]
 
 
