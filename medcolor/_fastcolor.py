@@ -498,3 +498,39 @@ def _measure_kernel(l_in, rgb, lut, c, cbt):
 
 def measure(l_in_flat: np.ndarray, rgb_flat: np.ndarray, lut: np.ndarray, c: np.ndarray):
     return _measure_kernel(l_in_flat, rgb_flat, lut, c, _CBRT_TAB)
+
+
+@_jit
+def _products(x, y, xx, yy, xy):
+    """x*x, y*y, x*y (float32, element-wise) in one pass."""
+    for i in range(x.shape[0]):
+        a = x[i]
+        b = y[i]
+        xx[i] = a * a
+        yy[i] = b * b
+        xy[i] = a * b
+
+
+@_jit
+def _ssim_mean(ux, uy, uxx, uyy, uxy, c1, c2, pad):
+    """Mean over the interior (``pad`` pixels excluded on each side) of the SSIM map computed from the
+    Gaussian-filtered moments, in float32 as metrics.ssim's numpy formula, summed in float64."""
+    h, w = ux.shape
+    total = 0.0
+    two = np.float32(2.0)
+    for i in range(pad, h - pad):
+        for j in range(pad, w - pad):
+            mx = ux[i, j]
+            my = uy[i, j]
+            mxy = mx * my
+            m2 = mx * mx + my * my
+            num = (two * mxy + c1) * (two * (uxy[i, j] - mxy) + c2)
+            den = (m2 + c1) * ((uxx[i, j] + uyy[i, j]) - m2 + c2)
+            total += num / den
+    return total / ((h - 2 * pad) * (w - 2 * pad))
+
+
+def ssim_moments_mean(x: np.ndarray, y: np.ndarray, blur, c1: float, c2: float, pad: int) -> float:
+    xx, yy, xy = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    _products(x.reshape(-1), y.reshape(-1), xx.reshape(-1), yy.reshape(-1), xy.reshape(-1))
+    return _ssim_mean(blur(x), blur(y), blur(xx), blur(yy), blur(xy), np.float32(c1), np.float32(c2), pad)

@@ -144,10 +144,16 @@ def ssim(a: Any, b: Any, data_range: float) -> float:
         return cv2.GaussianBlur(img, (win, win), _SSIM_SIGMA, sigmaY=_SSIM_SIGMA,
                                 borderType=cv2.BORDER_REFLECT)
 
-    ux, uy = blur(x), blur(y)
-    uxx, uyy, uxy = blur(x * x), blur(y * y), blur(x * y)
     c1 = (0.01 * float(data_range)) ** 2
     c2 = (0.03 * float(data_range)) ** 2
+    from medcolor import color as _color
+
+    fast = _color._fast()
+    if fast is not None and hasattr(fast, "ssim_moments_mean"):  # the same formula, fused (~3x faster)
+        return float(fast.ssim_moments_mean(np.ascontiguousarray(x), np.ascontiguousarray(y), blur, c1, c2,
+                                            _SSIM_RADIUS))
+    ux, uy = blur(x), blur(y)
+    uxx, uyy, uxy = blur(x * x), blur(y * y), blur(x * y)
     uxuy = ux * uy
     ux2_uy2 = ux * ux + uy * uy
     num = (2.0 * uxuy + c1) * (2.0 * (uxy - uxuy) + c2)
