@@ -114,3 +114,23 @@ def test_report_records_every_slice_and_the_provenance(tmp_path: Path) -> None:
     ds = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
     assert s["reference_sha256"] in ds.DerivationDescription
     assert "lung" in ds.DerivationDescription
+
+
+def test_two_concurrent_runs_into_one_folder_do_not_corrupt_each_other(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medcolor", "run", str(CT_DIR), "-o", str(out), "--method", "lut"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    codes = sorted(r[2] for r in results)
+    # one run publishes the series; the other finds it there and refuses to overwrite (never a mix)
+    assert codes[0] == 0, results
+    files = sorted(out.rglob("*.dcm"))
+    assert len(files) == 6
+    series = {pydicom.dcmread(p).SeriesInstanceUID for p in files}
+    assert len(series) == 1, "outputs of two runs were mixed in one series folder"
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    if codes[1] != 0:
+        assert "output exists" in "".join(r[1] for r in results)
