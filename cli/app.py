@@ -139,7 +139,7 @@ def _run(inputs: List[str], options, send: Optional[str] = None) -> int:
 def run(
     inputs: List[str] = typer.Argument(..., help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created)."),
-    method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut | cnn (see `medcolor doctor`)."),
+    method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut | cnn | cyclegan (see `medcolor doctor`)."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="Exemplar reference photo (default: the shipped beef_marbled.jpg)."),
     window: Optional[str] = typer.Option(None, "--window", "-w", help="Preset name, W,L (e.g. 1500,-600), 'file' or 'percentile[:LO,HI]'. Default: the file's window, else the modality's default."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (fails if CUDA is asked for and absent)."),
@@ -152,7 +152,7 @@ def run(
     report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the report (off by default)."),
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
     send: Optional[str] = typer.Option(None, "--send", help="C-STORE the written SC to HOST:PORT:AET right after writing."),
-    model: Optional[str] = typer.Option(None, "--model", help="cnn model: a shipped name (meat, retina; default meat) or a checkpoint from `medcolor train`."),
+    model: Optional[str] = typer.Option(None, "--model", help="cnn/cyclegan model: a shipped name (cnn: meat, retina; default meat) or a checkpoint from `medcolor train`."),
 ) -> None:
     """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json/.html."""
     from medcolor.pipeline import RunOptions

@@ -60,6 +60,40 @@ def _train(args: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _train_cyclegan(args: dict[str, Any]) -> int:
+    """``medcolor train --method cyclegan``: a progress bar with every loss term (a line per 10 steps
+    when stderr is not a terminal)."""
+    from medcolor.cli.app import EXIT_OK, err, out
+    from medcolor.train.cyclegan import CycleConfig, train_cyclegan
+
+    if args.get("gray") is None or args.get("color") is None:
+        raise MedcolorError("--method cyclegan needs --gray DIR and --color DIR", where="--gray/--color",
+                            hint="gray images or a DICOM series on one side, colour photos on the other")
+    cfg = CycleConfig(**args)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
+                  transient=False, disable=not err.is_terminal) as progress:
+        state: dict[str, Any] = {}
+
+        def cb(event: str, **info: Any) -> None:
+            if event == "start":
+                state["task"] = progress.add_task("train", total=None if info.get("budget") else info["steps"],
+                                                  completed=info["start"])
+                extra = f", time budget {info['budget'] / 60:g} min" if info.get("budget") else ""
+                err.print(f"cyclegan: {info['n_gray']} gray and {info['n_color']} colour image(s), unpaired{extra}",
+                          highlight=False)
+            elif event == "step":
+                terms = " ".join(f"{k} {v:.3f}" for k, v in info["parts"].items())
+                progress.update(state["task"], completed=info["step"], description=f"step {info['step']}: {terms}")
+                if not err.is_terminal and (info["step"] % 10 == 0 or info["step"] == info["steps"]):
+                    err.print(f"step {info['step']}: {terms} lr {info['lr']:.2e}", highlight=False)
+
+        result = train_cyclegan(cfg, cb)
+    terms = " ".join(f"{k} {v:.3f}" for k, v in result["losses"].items())
+    out.print(f"wrote {result['output']}: {result['steps']} steps in {result['seconds'] / 60:.1f} min; final losses "
+              f"{terms}", highlight=False)
+    return EXIT_OK
+
+
 def _fmt(s: dict[str, float], digits: int) -> str:
     if not s or s.get("mean") is None or (isinstance(s["mean"], float) and math.isnan(s["mean"])):
         return "-"
@@ -108,9 +142,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        data: Path = typer.Option(..., "--data", help="Folder of colour training images (PNG/JPEG/TIFF or colour DICOM)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Folder of colour training images (PNG/JPEG/TIFF or colour DICOM); --method cnn."),
         output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (manifest + weights + training state)."),
-        method: str = typer.Option("cnn", "--method", "-m", help="What to train: cnn."),
+        method: str = typer.Option("cnn", "--method", "-m", help="What to train: cnn | cyclegan."),
         val: Optional[Path] = typer.Option(None, "--val", help="Folder of colour validation images (default: report on the training images)."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps (default 2000, or unlimited with --max-minutes)."),
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and save) within this wall-clock budget."),
@@ -118,7 +152,7 @@ def register(app: typer.Typer) -> None:
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint written by medcolor train."),
         batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per step (per process under torchrun)."),
         size: int = typer.Option(128, "--size", help="Model resolution (square, multiple of 16)."),
-        lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate (cosine-annealed)."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (cnn: 2e-3, cosine-annealed; cyclegan: 2e-4, see --lr-schedule)."),
         val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (0: only at the end)."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Write the checkpoint every N steps."),
         base: int = typer.Option(16, "--width", help="Channels of the first U-Net level."),
@@ -126,12 +160,47 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
         name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the manifest."),
+        gray: Optional[Path] = typer.Option(None, "--gray", help="cyclegan: folder of gray images or a DICOM series (windowed as `run` does; see --window)."),
+        color: Optional[Path] = typer.Option(None, "--color", help="cyclegan: folder of colour photos (unpaired with --gray)."),
+        window: Optional[str] = typer.Option(None, "--window", "-w", help="cyclegan: window for DICOM on the gray side (as `medcolor run --window`)."),
+        ngf: int = typer.Option(64, "--ngf", help="cyclegan: generator width."),
+        n_blocks: int = typer.Option(9, "--n-blocks", help="cyclegan: generator residual blocks."),
+        ndf: int = typer.Option(64, "--ndf", help="cyclegan: PatchGAN discriminator width."),
+        gan_mode: str = typer.Option("lsgan", "--gan-mode", help="cyclegan: lsgan | vanilla."),
+        lambda_cycle: float = typer.Option(10.0, "--lambda-cycle", help="cyclegan: cycle-consistency weight."),
+        lambda_identity: float = typer.Option(0.5, "--lambda-identity", help="cyclegan: identity weight (times --lambda-cycle)."),
+        lambda_perceptual: float = typer.Option(1.0, "--lambda-perceptual", help="cyclegan: perceptual (VGG16 features) weight; 0 = off."),
+        lambda_tv: float = typer.Option(1e-3, "--lambda-tv", help="cyclegan: total-variation weight (beta = 1); 0 = off."),
+        perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="cyclegan: local torchvision VGG16 state dict (never downloaded); default: fixed random-init VGG16 layout."),
+        pool_size: int = typer.Option(50, "--pool-size", help="cyclegan: image pool of past fakes."),
+        lr_schedule: str = typer.Option("linear", "--lr-schedule", help="cyclegan: linear (constant, then linear decay to 0) | cosine (to 0)."),
+        no_l_lock: bool = typer.Option(False, "--no-l-lock", help="cyclegan: G_color predicts RGB instead of ab joined to the input L."),
+        work_size: int = typer.Option(256, "--work-size", help="cyclegan: images are shrunk to this longer side (and inference runs at it)."),
     ) -> None:
         """Train a colouriser on colour images (gray input made on the fly); runs under torchrun too."""
-        if method.strip().lower() != "cnn":
+        m = method.strip().lower()
+        if m == "cyclegan":
+            cargs = dict(gray=gray, color=color, output=output, steps=steps, max_minutes=max_minutes, seed=seed,
+                         resume=resume, batch_size=batch_size, size=size, lr=2e-4 if lr is None else lr,
+                         lr_schedule=lr_schedule, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
+                         lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+                         lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv,
+                         perceptual_weights=perceptual_weights, pool_size=pool_size, l_lock=not no_l_lock,
+                         window=window, checkpoint_every=checkpoint_every, device=device, name=name,
+                         work_size=work_size)
+            _guard(lambda: _train_cyclegan(cargs))
+            return
+        if m != "cnn":
             def bad() -> int:
-                raise MedcolorError(f"cannot train method {method!r}", where="--method", hint="use --method cnn")
+                raise MedcolorError(f"cannot train method {method!r}", where="--method", hint="use --method cnn or cyclegan")
             _guard(bad)
+        if data is None:
+            def no_data() -> int:
+                raise MedcolorError("--data is required for --method cnn", where="--data",
+                                    hint="give a folder of colour training images")
+            _guard(no_data)
+        if lr is None:
+            lr = 2e-3
         args = dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
                     resume=resume, batch_size=batch_size, size=size, lr=lr, val_every=val_every,
                     checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,

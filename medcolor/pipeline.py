@@ -119,7 +119,7 @@ def build_colorizer(options: RunOptions, device: torch.device):
     elif options.reference is not None:
         raise MedcolorError(f"--ref is only used by --method exemplar, not {options.method}", where="--ref",
                             hint="drop --ref or use --method exemplar")
-    if options.method.strip().lower() == "cnn":  # the checkpoint is read here, not by the backend
+    if options.method.strip().lower() in ("cnn", "cyclegan"):  # the checkpoint is read here, not by the backend
         from medcolor.train.checkpoint import load_model_options
 
         backend_options.update(load_model_options(backend_options.pop("model", None)))

@@ -132,9 +132,7 @@ def test_builtin_backends_are_listed_with_availability():
     assert infos["exemplar"].available and infos["exemplar"].reason == ""
     assert infos["lut"].available and infos["lut"].summary
     assert infos["cnn"].available and infos["cnn"].reason == ""
-    for name in ("cyclegan",):
-        assert not infos[name].available
-        assert infos[name].reason == "not built yet in this version"
+    assert infos["cyclegan"].available and infos["cyclegan"].reason == ""
 
 
 def test_get_colorizer_builds_lazily_imported_classes(beef):
@@ -155,12 +153,11 @@ def test_unknown_name_says_did_you_mean_and_lists_names():
 
 
 @pytest.mark.parametrize("name", ["cyclegan", "CycleGAN"])
-def test_unavailable_backend_error_says_why_and_what_to_do(name):
+def test_cyclegan_without_a_model_says_what_to_do(name):
     with pytest.raises(MedcolorError) as err:
         get_colorizer(name)
     text = str(err.value)
-    assert "not available: not built yet in this version" in text
-    assert "exemplar" in text and "lut" in text and "medcolor doctor" in text
+    assert "needs a model" in text and "medcolor train --method cyclegan" in text
     assert "\n" not in text
 
 

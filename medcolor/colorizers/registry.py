@@ -23,7 +23,6 @@ __all__ = ["BackendInfo", "ENTRY_POINT_GROUP", "get_colorizer", "list_backends",
            "register_backend", "backend_names"]
 
 ENTRY_POINT_GROUP = "medcolor.colorizers"
-_NOT_BUILT = "not built yet in this version"
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,8 @@ _BUILTIN: dict[str, _Entry] = {
                   "deterministic HU-to-colour ramps (CT-Muscle-like); the baseline"),
     "cnn": _Entry("medcolor.colorizers.cnn:CnnColorizer",
                   "encoder-decoder predicting a/b from L (trained with medcolor train)"),
-    "cyclegan": _Entry(None, "CycleGAN trained on unpaired gray and colour images", _NOT_BUILT),
+    "cyclegan": _Entry("medcolor.colorizers.cyclegan:CycleGanColorizer",
+                       "CycleGAN generator trained on unpaired gray and colour images (medcolor train --method cyclegan)"),
 }
 _REGISTERED: dict[str, _Entry] = {}
 

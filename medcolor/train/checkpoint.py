@@ -36,6 +36,18 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "meat"
 
 
+def _architectures() -> dict[str, Any]:
+    """Every architecture a manifest may name: the cnn networks and the cyclegan generator."""
+    from medcolor.colorizers._nets import ARCHITECTURES
+    from medcolor.train.cyclegan import ARCHITECTURES as CYCLE
+
+    return {**ARCHITECTURES, **CYCLE}
+
+
+def _build_network(arch: str, args: dict[str, Any]) -> torch.nn.Module:
+    return _architectures()[arch](**args)
+
+
 def state_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """sha256 over (name, dtype, shape, bytes) of every tensor, in sorted name order."""
     h = hashlib.sha256()
@@ -84,9 +96,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, arch_ar
 def export_inference(src: str | Path, dst: str | Path, extra: dict[str, Any] | None = None) -> dict:
     """Copy a checkpoint without its training state (optimizer), adding ``extra`` to the manifest."""
     manifest, state, _ = load_checkpoint(src)
-    from medcolor.colorizers._nets import build_network
-
-    net = build_network(manifest["architecture"], manifest["arch_args"])
+    net = _build_network(manifest["architecture"], manifest["arch_args"])
     net.load_state_dict(state)
     keep = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "arch_args",
                                                              "weights_sha256", "medcolor_version",
@@ -98,8 +108,7 @@ def export_inference(src: str | Path, dst: str | Path, extra: dict[str, Any] | N
 def load_checkpoint(path: str | Path, with_training_state: bool = False
                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None]:
     """``(manifest, state_dict, training_state or None)`` from a local checkpoint, verified."""
-    from medcolor.colorizers._nets import ARCHITECTURES
-
+    ARCHITECTURES = _architectures()
     p = Path(path)
     if not p.is_file():
         raise MedcolorError("no such model file", where=p, hint="give a checkpoint written by `medcolor train` "
@@ -134,10 +143,8 @@ def load_checkpoint(path: str | Path, with_training_state: bool = False
 
 def build_model(manifest: dict[str, Any], state: dict[str, torch.Tensor], where: str | Path = "--model"):
     """The network of a verified checkpoint, weights loaded, in eval mode."""
-    from medcolor.colorizers._nets import build_network
-
     try:
-        net = build_network(manifest["architecture"], dict(manifest.get("arch_args") or {}))
+        net = _build_network(manifest["architecture"], dict(manifest.get("arch_args") or {}))
         net.load_state_dict(state, strict=True)
     except Exception as exc:  # noqa: BLE001 - args or tensors not matching the architecture
         raise MedcolorError(f"checkpoint does not fit architecture {manifest.get('architecture')!r} "

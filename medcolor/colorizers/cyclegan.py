@@ -1,0 +1,81 @@
+"""``cyclegan`` backend: the ``G_color`` generator of ``medcolor train --method cyclegan`` predicts ab
+from L.
+
+The generator is fully convolutional; it runs on a copy of each slice resized so its longer side is
+the scale the model was trained at (``work_size`` in the manifest, overridable with ``infer_size``),
+any aspect ratio and any size (padded to a multiple of 4 inside the network and cropped back). It
+returns ab at that size; the pipeline upsamples it and joins it to the untouched full-resolution L,
+so the output has the input's size and L (the L-lock). A model trained with ``--no-l-lock`` predicts
+sRGB; its ab (of that sRGB) is returned and still joined to the source L -- writing the raw RGB is
+not supported by the pipeline.
+
+Options (the pipeline reads the checkpoint; the backend never reads files): ``manifest`` and
+``state_dict`` from :func:`medcolor.train.checkpoint.load_checkpoint`, ``model_label``,
+``infer_size``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from medcolor.colorizers.base import Colorizer, check_L
+from medcolor.errors import MedcolorError
+from medcolor.types import SeriesContext
+
+__all__ = ["CycleGanColorizer"]
+
+
+class CycleGanColorizer(Colorizer):
+    """Chroma from a CycleGAN ``G_color`` checkpoint (see the module docstring)."""
+
+    name = "cyclegan"
+    summary = "CycleGAN generator (unpaired gray/colour training) predicting a/b from L"
+    option_names = ("manifest", "state_dict", "model_label", "infer_size", "model")
+    batched = True
+
+    def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
+        super().__init__(device=device, **options)
+        from medcolor.train.checkpoint import build_model, load_model_options, state_sha256
+        from medcolor.train.cyclegan import ARCH
+
+        if options.get("manifest") is None or options.get("state_dict") is None:
+            if options.get("model") is None:
+                raise MedcolorError("the cyclegan backend needs a model", where="--model",
+                                    hint="train one with `medcolor train --method cyclegan` and pass --model PATH")
+            options.update(load_model_options(options["model"]))
+        manifest, state = options["manifest"], options["state_dict"]
+        if manifest.get("architecture") != ARCH:
+            raise MedcolorError(f"not a cyclegan model (architecture {manifest.get('architecture')!r})", where="--model",
+                                hint="give a checkpoint from `medcolor train --method cyclegan`, or use --method cnn")
+        if state_sha256(state) != manifest.get("weights_sha256"):
+            raise MedcolorError("model weights do not match their manifest sha256", where="--model",
+                                hint="reload the checkpoint from disk")
+        self.manifest: dict[str, Any] = dict(manifest)
+        self.net = build_model(manifest, state).to(self.device)
+        self.infer_size = int(options.get("infer_size") or manifest.get("work_size") or 256)
+        self.model_label = str(options.get("model_label") or manifest.get("name") or "custom")
+
+    def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
+        """Nothing per series."""
+        self.warnings = []
+
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        L = check_L(L, self.device)
+        H, W = L.shape[-2:]
+        k = min(1.0, self.infer_size / max(H, W))
+        size = (max(4, round(H * k)), max(4, round(W * k)))
+        small = L if size == (H, W) else F.interpolate(L, size=size, mode="area")
+        with torch.inference_mode():
+            ab = torch.cat([self.net(small[i:i + 1]).float() for i in range(small.shape[0])])
+        return ab
+
+    def provenance(self) -> dict[str, Any]:
+        data = self.manifest.get("training_data") or {}
+        params = {"model": self.model_label, "arch": self.manifest.get("architecture"),
+                  "l_lock": (self.manifest.get("arch_args") or {}).get("l_lock", True),
+                  "infer_size": self.infer_size, "trained_steps": self.manifest.get("steps"),
+                  "trained_on": f"{data.get('folder', '?')} ({data.get('n_images', '?')} images)"}
+        return {"method": f"cyclegan ({self.model_label})", "parameters": params, "reference_sha256": None,
+                "model_sha256": self.manifest.get("weights_sha256")}
