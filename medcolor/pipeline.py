@@ -286,9 +286,10 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
     per_slice: dict[int, dict[str, Any]] = {}
     t_compute = 0.0
     ok = False
-    # measuring (numpy/OpenCV, releases the GIL) and writing (pydicom) each get a thread, so they
-    # overlap with the colouring on the main thread and with the reader process
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-measure") as measure_pool, \
+    # The main thread windows and colours; two "finish" threads encode to 8-bit RGB and measure it (numba
+    # and OpenCV kernels that release the GIL); one thread writes (pydicom). They overlap with each other
+    # and with the reader process.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="medcolor-finish") as finish_pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-writer") as write_pool:
         try:
             for batch in loader:
@@ -314,17 +315,19 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                             Lj = L[j:j + 1]
                             ab = ab_all[j:j + 1] if whole else colorizer.colorize(Lj)
                             ab = upsample_ab(ab.float(), (series.rows, series.columns))
-                            rgb = _encode_hwc(Lj, ab)
-                            l_in = L[j, 0].cpu().numpy()
                             index = indices[k]
-                            pending.append(measure_pool.submit(_measure_slice, index, l_in, rgb, per_slice))
-                            pending.append(write_pool.submit(_write_all, writers, index, series.slices[index], rgb))
+                            if device.type == "cpu":  # the fused CPU kernel runs on a finish thread
+                                job = (Lj[0, 0].numpy(), ab[0].numpy(), None)
+                            else:
+                                job = (L[j, 0].cpu().numpy(), None, _encode_hwc(Lj, ab))
+                            pending.append(finish_pool.submit(_finish_slice, index, *job, per_slice, write_pool,
+                                                              writers, series.slices[index]))
                 t_compute += time.perf_counter() - t1
-                while len(pending) > 8 * options.batch_size:  # bound memory held by queued slices
-                    pending.pop(0).result()
+                while len(pending) > 4 * options.batch_size:  # bound memory held by queued slices
+                    pending.pop(0).result().result()
                 progress("advance", label=result.label, n=len(indices))
             for fut in pending:
-                fut.result()
+                fut.result().result()
             for w in writers:
                 result.outputs.extend(_rel(p, out_dir) for p in w.close())
             ok = True
@@ -332,6 +335,8 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
             if not ok:
                 for fut in pending:
                     fut.cancel()
+                finish_pool.shutdown(wait=True, cancel_futures=True)
+                write_pool.shutdown(wait=True, cancel_futures=True)
                 for w in writers:
                     w.abort()
     result.slices = [per_slice[i] for i in sorted(per_slice)]
@@ -355,9 +360,14 @@ def _encode_hwc(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     return lab_to_rgb8(L, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
 
-def _measure_slice(index: int, l_in: np.ndarray, rgb: np.ndarray, per_slice: dict[int, dict[str, Any]]) -> None:
-    """Measure the 8-bit RGB that will be written against the windowed L."""
+def _finish_slice(index: int, l_in: np.ndarray, ab: np.ndarray | None, rgb: np.ndarray | None,
+                  per_slice: dict[int, dict[str, Any]], write_pool: ThreadPoolExecutor, writers, ref) -> Future:
+    """On a finish thread: encode L [H,W] + ab [2,H,W] to 8-bit RGB (unless ``rgb`` is given), measure it
+    against the windowed L, and queue it for the writer thread. Returns the write's future."""
+    if rgb is None:
+        rgb = lab_to_rgb8_hwc_numpy(l_in, ab)
     per_slice[index] = _slice_metrics(index, l_in, rgb)
+    return write_pool.submit(_write_all, writers, index, ref, rgb)
 
 
 def _write_all(writers, index: int, ref, rgb: np.ndarray) -> None:
