@@ -23,13 +23,9 @@ from medcolor.errors import MedcolorError
 from medcolor.io import read_image_rgb, read_slice, scan
 from medcolor.types import Series, SliceRef
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_dicom"
-CT_DIR = SAMPLES / "ct_chest"
-XRAY = SAMPLES / "xray_chest" / "chest_xray.dcm"
-MR_J2K = SAMPLES / "mr_shoulder" / "mr2_j2kr.dcm"
-BEEF = SAMPLES / "refs" / "beef_marbled.jpg"
-PYD = Path(pydicom.__file__).parent / "data" / "test_files"
+from tests.conftest import BEEF, CT_DIR, XRAY  # noqa: E402
+from tests.conftest import MR as MR_J2K  # noqa: E402
+from tests.conftest import PYDICOM_FILES as PYD  # noqa: E402
 
 
 def _data_store() -> Path | None:

@@ -121,3 +121,17 @@ class StagedFiles:
         for tmp in self._staged.values():
             unlink_quietly(tmp)
         self._staged.clear()
+
+
+class CloseOnSuccess:
+    """Mixin for series writers: as a context manager, ``close()`` when the block succeeds and
+    ``abort()`` when it raises (so an unfinished series publishes nothing)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()  # type: ignore[attr-defined]
+        else:
+            self.abort()  # type: ignore[attr-defined]

@@ -44,6 +44,7 @@ from medcolor import __version__
 from medcolor.errors import MedcolorError
 from medcolor.types import Derivation, Series, SliceRef
 from medcolor.writers._files import (
+    CloseOnSuccess,
     StagedFiles,
     checked_path,
     refuse_existing,
@@ -688,7 +689,7 @@ def _check_index(index: Any) -> int:
     return int(index)
 
 
-class SecondaryCaptureWriter:
+class SecondaryCaptureWriter(CloseOnSuccess):
     """Writes one colourised series as RGB Secondary Capture DICOM.
 
     Files: ``out_dir/S{series_number:03d}_{MODALITY}/IM{index+1:05d}.dcm`` (one per slice), or
@@ -804,15 +805,6 @@ class SecondaryCaptureWriter:
         self._temps.clear()
         self._written.clear()
         self._drop_spool()
-
-    def __enter__(self) -> SecondaryCaptureWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     # ----------------------------------------------------------------- internals
 

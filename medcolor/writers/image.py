@@ -17,6 +17,7 @@ from medcolor import __version__
 from medcolor.errors import MedcolorError
 from medcolor.types import Derivation, Series, SliceRef
 from medcolor.writers._files import (
+    CloseOnSuccess,
     StagedFiles,
     checked_path,
     refuse_existing,
@@ -30,7 +31,7 @@ ImageFormat = Literal["png", "tiff"]
 _SUFFIX = {"png": ".png", "tiff": ".tiff"}
 
 
-class ImageWriter:
+class ImageWriter(CloseOnSuccess):
     """Writes colourised slices as 8-bit RGB PNG (zlib level 1, fast) or uncompressed TIFF.
 
     ``derivation`` (optional) is stored as PNG iTXt "Software"/"Description" (TIFF: Software and
@@ -100,15 +101,6 @@ class ImageWriter:
         self._closed = True
         self._staged.discard()
         self._written.clear()
-
-    def __enter__(self) -> ImageWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def _save_options(self) -> dict[str, Any]:
         software = f"medcolor {__version__}"
