@@ -1,14 +1,22 @@
-"""Train the shipped ``cnn`` models and write them (weights + manifest) to medcolor/models/.
+"""Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
-usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|meat]
-                                          [--retina-minutes 10] [--meat-minutes 5]
+usage: python benchmarks/train_shipped.py [--data /work/shared/data]
+                                          [--only retina|meat|cyclegan-retina|cyclegan-meat]
+                                          [--retina-minutes 10] [--meat-minutes 5] [--cyclegan-minutes 15]
 
 * ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
 * ``meat``: the three pure-meat crops of the Meat Cut (BEEF) collage (beef_lean_bright, beef_lean_dark,
   beef_marbled; the collage itself has a text banner and is not used); the default model for CT/MR/X-ray.
   With 3 images ``--prior auto`` uses the single training-set lookup (the retrieved prior needs 8+).
 
-Each run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), then the
+* ``cyclegan-retina`` (``--method cyclegan --model retina``): the paper's protocol on CHASE_DB1, unpaired:
+  gray side = the 8-bit gray of the test images 08-14, colour side = the training photos 01-07; scored
+  on 08-14 against their true colour.
+* ``cyclegan-meat`` (``--method cyclegan --model meat``): gray side = the shared 30-slice chest CT windowed
+  1500,-600 (lung), colour side = the three beef crops; no colour truth exists for CT (not scored).
+
+Each cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
+cyclegan run ``medcolor train --method cyclegan --max-minutes M --seed 0`` with the defaults; then the
 training state is dropped (inference-only file, a few MB) and medcolor/models/manifest.json updated
 with the file's sha256, the data description, validation metrics, licence and attribution.
 """
@@ -27,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from medcolor.train.checkpoint import MODELS_DIR, export_inference  # noqa: E402
+from medcolor.train.cyclegan import CycleConfig, train_cyclegan  # noqa: E402
 from medcolor.train.loop import TrainConfig, train  # noqa: E402
 
 CHASE_ATTR = ("CHASE_DB1 (Kingston University London / St George's, University of London; Fraz et al., "
@@ -65,18 +74,59 @@ def ship(name: str, data: Path, val: Path | None, minutes: float, extra: dict, s
             "description": extra["description"], "train_minutes": manifest["train_minutes"]}
 
 
+def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dict, window: str | None = None,
+                  truth: str | None = None) -> dict:
+    key = f"cyclegan-{name}"
+    with tempfile.TemporaryDirectory() as tmp:
+        full = Path(tmp) / f"{key}-train.pt"
+        t0 = time.time()
+        res = train_cyclegan(CycleConfig(gray=gray, color=color, output=full, max_minutes=minutes, seed=0,
+                                         window=window, checkpoint_every=0, name=name), _progress(key))
+        validation = {}
+        if truth is not None:  # colour the gray side and score it against its true colour
+            from medcolor.evaluate import evaluate
+            from medcolor.pipeline import RunOptions, run
+
+            run([gray], RunOptions(output=Path(tmp) / "pred", method="cyclegan", fmt="png",
+                                   backend_options={"model": str(full)}))
+            s = evaluate(Path(tmp) / "pred", truth, size=256)["prediction"]["summary"]
+            validation = {k: s[k]["mean"] for k in ("psnr", "ssim", "nrmse")}
+            validation.update(n_images=len(list(Path(gray).iterdir())), images=f"{Path(gray).name} vs {truth}",
+                              size=256)
+        dst = MODELS_DIR / f"{key}.pt"
+        manifest = export_inference(full, dst, dict(extra, name=name, validation=validation,
+                                                    train_minutes=round((time.time() - t0) / 60, 2)))
+    print(f"[{key}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, validation {validation}", flush=True)
+    return {"name": name, "method": "cyclegan", "file": dst.name, "sha256": _sha(dst),
+            "weights_sha256": manifest["weights_sha256"], "size_bytes": dst.stat().st_size,
+            "architecture": manifest["architecture"], "arch_args": manifest["arch_args"],
+            "work_size": manifest["work_size"], "steps": manifest["steps"],
+            "training_data": manifest["training_data"], "validation": validation, "licence": extra["licence"],
+            "attribution": extra["attribution"], "description": extra["description"],
+            "train_minutes": manifest["train_minutes"]}
+
+
+def _beef_crops(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for f in ("beef_lean_bright.jpg", "beef_lean_dark.jpg", "beef_marbled.jpg"):
+        shutil.copy(src / f, dst / f)
+    return dst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    ap.add_argument("--only", choices=("retina", "meat"))
+    ap.add_argument("--only", choices=("retina", "meat", "cyclegan-retina", "cyclegan-meat"))
+    ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
     ap.add_argument("--retina-minutes", type=float, default=10.0)
     ap.add_argument("--meat-minutes", type=float, default=5.0)
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     mf = MODELS_DIR / "manifest.json"
     doc = json.loads(mf.read_text()) if mf.is_file() else {"models": {}}
-    doc["note"] = ("Shipped cnn models, trained by benchmarks/train_shipped.py; sha256 of each file and of its "
-                   "weights (the checkpoint's own manifest is verified at load).")
+    doc["note"] = ("Shipped cnn and cyclegan models (cyclegan entries: key cyclegan-<name>, method cyclegan), "
+                   "trained by benchmarks/train_shipped.py; sha256 of each file and of its weights (the "
+                   "checkpoint's own manifest is verified at load).")
     if a.only in (None, "retina"):
         chase = a.data / "chase_db1"
         doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
@@ -87,14 +137,34 @@ def main() -> None:
     if a.only in (None, "meat"):
         src = a.data / "meat_exemplar_beef_meatcut"
         with tempfile.TemporaryDirectory() as tmp:
-            d = Path(tmp) / "meat_exemplar_beef_meatcut" / "beef_crops"
-            d.mkdir(parents=True)
-            for f in ("beef_lean_bright.jpg", "beef_lean_dark.jpg", "beef_marbled.jpg"):
-                shutil.copy(src / f, d / f)
+            d = _beef_crops(src, Path(tmp) / "meat_exemplar_beef_meatcut" / "beef_crops")
             doc["models"]["meat"] = ship("meat", d, None, a.meat_minutes,
                                          {"licence": "CC BY 4.0 (training data)", "attribution": MEAT_ATTR,
                                           "description": "raw beef photos (lung-CT paper idea); default for "
                                                          "CT/MR/X-ray"})
+    if a.only in (None, "cyclegan-retina"):
+        from medcolor.evaluate import write_gray
+
+        chase = a.data / "chase_db1"
+        with tempfile.TemporaryDirectory() as tmp:
+            gray = write_gray(chase / "test" / "images", Path(tmp) / "chase_gray_08-14")
+            doc["models"]["cyclegan-retina"] = ship_cyclegan(
+                "retina", gray, chase / "training" / "images", a.cyclegan_minutes,
+                {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR.replace(
+                    "images 01-07 used for training", "colour images 01-07 and the gray of 08-14 used, unpaired"),
+                 "description": "CycleGAN, colour fundus (CHASE_DB1; gray 08-14 / colour 01-07, unpaired)"},
+                truth=str(chase / "test" / "images" / "*.jpg"))
+    if a.only in (None, "cyclegan-meat"):
+        with tempfile.TemporaryDirectory() as tmp:
+            crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")
+            ct = a.data / "ct_chest_lung_pet_ct_dx_A0002"
+            doc["models"]["cyclegan-meat"] = ship_cyclegan(
+                "meat", ct, crops, a.cyclegan_minutes,
+                {"licence": "CC BY 4.0 (colour training data); CT: TCIA Lung-PET-CT-Dx, CC BY 4.0",
+                 "attribution": MEAT_ATTR + "; gray side: TCIA Lung-PET-CT-Dx A0002 chest CT (30 slices), "
+                                            "windowed W=1500 L=-600",
+                 "description": "CycleGAN, windowed chest CT (gray) / raw beef photos (colour), unpaired"},
+                window="1500,-600")
     doc["default"] = "meat"
     mf.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {mf}")

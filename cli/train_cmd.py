@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and save) within this wall-clock budget."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed, data and --steps give the same weights."),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint written by medcolor train."),
-        batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per step (per process under torchrun)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per step (per process under torchrun); default cnn 8, cyclegan 1."),
         size: int = typer.Option(128, "--size", help="Model resolution (square, multiple of 16)."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (cnn: 2e-3, cosine-annealed; cyclegan: 2e-4, see --lr-schedule)."),
         val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (0: only at the end)."),
@@ -163,29 +163,31 @@ def register(app: typer.Typer) -> None:
         gray: Optional[Path] = typer.Option(None, "--gray", help="cyclegan: folder of gray images or a DICOM series (windowed as `run` does; see --window)."),
         color: Optional[Path] = typer.Option(None, "--color", help="cyclegan: folder of colour photos (unpaired with --gray)."),
         window: Optional[str] = typer.Option(None, "--window", "-w", help="cyclegan: window for DICOM on the gray side (as `medcolor run --window`)."),
-        ngf: int = typer.Option(64, "--ngf", help="cyclegan: generator width."),
-        n_blocks: int = typer.Option(9, "--n-blocks", help="cyclegan: generator residual blocks."),
+        ngf: int = typer.Option(32, "--ngf", help="cyclegan: generator width (the paper: 64)."),
+        n_blocks: int = typer.Option(6, "--n-blocks", help="cyclegan: generator residual blocks (the paper: 9)."),
         ndf: int = typer.Option(64, "--ndf", help="cyclegan: PatchGAN discriminator width."),
         gan_mode: str = typer.Option("lsgan", "--gan-mode", help="cyclegan: lsgan | vanilla."),
+        lambda_adv: float = typer.Option(1.0, "--lambda-adv", help="cyclegan: adversarial weight (both directions)."),
         lambda_cycle: float = typer.Option(10.0, "--lambda-cycle", help="cyclegan: cycle-consistency weight."),
         lambda_identity: float = typer.Option(0.5, "--lambda-identity", help="cyclegan: identity weight (times --lambda-cycle)."),
         lambda_perceptual: float = typer.Option(1.0, "--lambda-perceptual", help="cyclegan: perceptual (VGG16 features) weight; 0 = off."),
-        lambda_tv: float = typer.Option(1e-3, "--lambda-tv", help="cyclegan: total-variation weight (beta = 1); 0 = off."),
+        lambda_tv: float = typer.Option(1e-2, "--lambda-tv", help="cyclegan: total-variation weight (beta = 1); 0 = off."),
         perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="cyclegan: local torchvision VGG16 state dict (never downloaded); default: fixed random-init VGG16 layout."),
         pool_size: int = typer.Option(50, "--pool-size", help="cyclegan: image pool of past fakes."),
         lr_schedule: str = typer.Option("linear", "--lr-schedule", help="cyclegan: linear (constant, then linear decay to 0) | cosine (to 0)."),
         no_l_lock: bool = typer.Option(False, "--no-l-lock", help="cyclegan: G_color predicts RGB instead of ab joined to the input L."),
+        no_luma_prior: bool = typer.Option(False, "--no-luma-prior", help="cyclegan: no L->ab table from the colour side under G_color's residual (the paper's plain generator)."),
         work_size: int = typer.Option(256, "--work-size", help="cyclegan: images are shrunk to this longer side (and inference runs at it)."),
     ) -> None:
         """Train a colouriser on colour images (gray input made on the fly); runs under torchrun too."""
         m = method.strip().lower()
         if m == "cyclegan":
             cargs = dict(gray=gray, color=color, output=output, steps=steps, max_minutes=max_minutes, seed=seed,
-                         resume=resume, batch_size=batch_size, size=size, lr=2e-4 if lr is None else lr,
+                         resume=resume, batch_size=batch_size or 1, size=size, lr=2e-4 if lr is None else lr,
                          lr_schedule=lr_schedule, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
-                         lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+                         lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
                          lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv,
-                         perceptual_weights=perceptual_weights, pool_size=pool_size, l_lock=not no_l_lock,
+                         perceptual_weights=perceptual_weights, pool_size=pool_size, l_lock=not no_l_lock, luma_prior=not no_luma_prior,
                          window=window, checkpoint_every=checkpoint_every, device=device, name=name,
                          work_size=work_size)
             _guard(lambda: _train_cyclegan(cargs))
@@ -202,7 +204,7 @@ def register(app: typer.Typer) -> None:
         if lr is None:
             lr = 2e-3
         args = dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
-                    resume=resume, batch_size=batch_size, size=size, lr=lr, val_every=val_every,
+                    resume=resume, batch_size=batch_size or 8, size=size, lr=lr, val_every=val_every,
                     checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,
                     prior=prior)
         _guard(lambda: _train(args))

@@ -612,17 +612,18 @@ def delta_l_stats(L_expected: np.ndarray, rgb8_hwc: np.ndarray) -> tuple[float, 
 
 
 def upsample_ab(ab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False) of ab ``(*, 2, h, w)`` to ``(*, 2, H, W)``; returns
-    ``ab`` itself when it already has that size."""
-    if ab.ndim < 3 or ab.shape[-3] != 2:
-        raise ValueError(f"ab must be (*, 2, h, w), got {tuple(ab.shape)}")
+    """Bilinear resize (align_corners=False) of ab ``(*, 2, h, w)`` -- or a whole Lab ``(*, 3, h, w)``
+    from a backend that replaces L -- to ``(*, C, H, W)``; returns ``ab`` itself when it already has
+    that size."""
+    if ab.ndim < 3 or ab.shape[-3] not in (2, 3):
+        raise ValueError(f"ab must be (*, 2, h, w) (or Lab (*, 3, h, w)), got {tuple(ab.shape)}")
     size = (int(size[0]), int(size[1]))
     if tuple(ab.shape[-2:]) == size:
         return ab
-    lead = ab.shape[:-3]
-    x = ab.reshape(-1, 2, *ab.shape[-2:])
+    lead, c = ab.shape[:-3], ab.shape[-3]
+    x = ab.reshape(-1, c, *ab.shape[-2:])
     y = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return y.reshape(*lead, 2, *size)
+    return y.reshape(*lead, c, *size)
 
 
 def to_hwc_numpy(rgb8: torch.Tensor) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch
 from medcolor.errors import MedcolorError
 from medcolor.metrics import colourfulness, delta_e2000, summarize
 
-__all__ = ["BASELINES", "PROTOCOL", "rgb_metrics", "evaluate", "match_predictions", "truth_files"]
+__all__ = ["BASELINES", "PROTOCOL", "rgb_metrics", "evaluate", "match_predictions", "truth_files", "write_gray"]
 
 BASELINES = ("gray", "mean-ab", "l-lut")
 METRICS = ("psnr", "ssim", "nrmse", "delta_e2000", "colourfulness")
@@ -122,6 +122,19 @@ def _baseline_rgb(truth_rgb: np.ndarray, ab_fn: Callable[[torch.Tensor], torch.T
     L = gray_l(lab_of(rgb)[:, :1]).clamp(0.0, 100.0)
     ab = ab_fn(L).expand(1, 2, *L.shape[-2:]).contiguous()
     return lab_to_rgb8(L, ab)[0].permute(1, 2, 0).numpy()
+
+
+def write_gray(truth: str | Path, out: str | Path) -> Path:
+    """The protocol's gray inputs: for each truth image, the 8-bit sRGB gray of its CIE L* (a = b = 0,
+    what the ``gray`` baseline scores) as ``out/<stem>.png``. Returns ``out``."""
+    from PIL import Image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for t in truth_files(truth):
+        gray = _baseline_rgb(_load_rgb(t), lambda L: torch.zeros(1, 2, 1, 1))[..., 0]
+        Image.fromarray(np.ascontiguousarray(gray), "L").save(out / f"{t.stem}.png")
+    return out
 
 
 def _summ(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -119,10 +119,11 @@ def build_colorizer(options: RunOptions, device: torch.device):
     elif options.reference is not None:
         raise MedcolorError(f"--ref is only used by --method exemplar, not {options.method}", where="--ref",
                             hint="drop --ref or use --method exemplar")
-    if options.method.strip().lower() in ("cnn", "cyclegan"):  # the checkpoint is read here, not by the backend
+    method = options.method.strip().lower()
+    if method in ("cnn", "cyclegan"):  # the checkpoint is read here, not by the backend
         from medcolor.train.checkpoint import load_model_options
 
-        backend_options.update(load_model_options(backend_options.pop("model", None)))
+        backend_options.update(load_model_options(backend_options.pop("model", None), method))
     return get_colorizer(options.method, device=device, **backend_options)
 
 
@@ -316,10 +317,12 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                             ab = ab_all[j:j + 1] if whole else colorizer.colorize(Lj)
                             ab = upsample_ab(ab.float(), (series.rows, series.columns))
                             index = indices[k]
+                            if ab.shape[1] == 3:  # a backend that replaces L (cyclegan --no-l-lock)
+                                Lj, ab = ab[:, :1].clamp(0.0, 100.0), ab[:, 1:].contiguous()
                             if device.type == "cpu":  # the fused CPU kernel runs on a finish thread
-                                job = (Lj[0, 0].numpy(), ab[0].numpy(), None)
+                                job = (L[j, 0].numpy(), Lj[0, 0].numpy(), ab[0].numpy(), None)
                             else:
-                                job = (L[j, 0].cpu().numpy(), None, _encode_hwc(Lj, ab))
+                                job = (L[j, 0].cpu().numpy(), None, None, _encode_hwc(Lj, ab))
                             pending.append(finish_pool.submit(_finish_slice, index, *job, per_slice, write_pool,
                                                               writers, series.slices[index]))
                 t_compute += time.perf_counter() - t1
@@ -360,12 +363,14 @@ def _encode_hwc(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     return lab_to_rgb8(L, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
 
-def _finish_slice(index: int, l_in: np.ndarray, ab: np.ndarray | None, rgb: np.ndarray | None,
-                  per_slice: dict[int, dict[str, Any]], write_pool: ThreadPoolExecutor, writers, ref) -> Future:
-    """On a finish thread: encode L [H,W] + ab [2,H,W] to 8-bit RGB (unless ``rgb`` is given), measure it
-    against the windowed L, and queue it for the writer thread. Returns the write's future."""
+def _finish_slice(index: int, l_in: np.ndarray, l_out: np.ndarray | None, ab: np.ndarray | None,
+                  rgb: np.ndarray | None, per_slice: dict[int, dict[str, Any]], write_pool: ThreadPoolExecutor,
+                  writers, ref) -> Future:
+    """On a finish thread: encode L [H,W] (the windowed ``l_in``, or a backend's own ``l_out``) + ab
+    [2,H,W] to 8-bit RGB (unless ``rgb`` is given), measure it against the windowed L, and queue it
+    for the writer thread. Returns the write's future."""
     if rgb is None:
-        rgb = lab_to_rgb8_hwc_numpy(l_in, ab)
+        rgb = lab_to_rgb8_hwc_numpy(l_in if l_out is None else l_out, ab)
     per_slice[index] = _slice_metrics(index, l_in, rgb)
     return write_pool.submit(_write_all, writers, index, ref, rgb)
 

@@ -112,7 +112,7 @@ def test_image_pool_keeps_fifty_and_swaps() -> None:
 def test_checkpoint_manifest_round_trip_and_refusal(tiny: Path, tmp_path: Path) -> None:
     manifest, state, tstate = load_checkpoint(tiny, with_training_state=True)
     assert manifest["format"] == FORMAT and manifest["architecture"] == ARCH
-    assert manifest["arch_args"] == {"ngf": 8, "n_blocks": 2, "l_lock": True} and manifest["steps"] == 3
+    assert manifest["arch_args"] == {"ngf": 8, "n_blocks": 2, "l_lock": True, "luma_prior": True} and manifest["steps"] == 3
     assert len(manifest["weights_sha256"]) == 64 and manifest["training_data"]["n_images"] == 8
     tc = manifest["train_config"]
     assert tc["gan_mode"] == "lsgan" and tc["lambda_cycle"] == 10.0 and tc["perceptual"].startswith("random-init")
@@ -209,3 +209,53 @@ def test_cli_train_and_run_on_sample_ct(domains, tmp_path: Path) -> None:
     assert (ds.Rows, ds.Columns) == (src.Rows, src.Columns) and ds.PhotometricInterpretation == "RGB"
     assert "model sha256" in ds.DerivationDescription
     assert dciodvfy_errors(files[0]) == []
+
+
+def test_luma_prior_starts_at_the_colour_side_lookup(domains, tmp_path: Path) -> None:
+    """With the luminance prior (default) and 0 steps, G_color is exactly the 1-D L -> ab table fitted
+    on the colour folder alone; without it, the generator does not know that table."""
+    from medcolor.train.data import find_images, load_images
+    from medcolor.train.lut import apply_l_lut, fit_l_lut
+
+    gray, color = domains
+    out = tmp_path / "p0.pt"
+    train_cyclegan(CycleConfig(gray=gray, color=color, output=out, **dict(TINY, steps=0)))
+    opts = load_model_options(out, "cyclegan")
+    assert opts["manifest"]["arch_args"]["luma_prior"] is True
+    lut = fit_l_lut(load_images(find_images(color), TINY["work_size"]))
+    L = torch.linspace(0, 100, 40 * 30).reshape(1, 1, 40, 30)
+    ab = get_colorizer("cyclegan", device="cpu", **opts).colorize(L)
+    assert torch.allclose(ab, apply_l_lut(lut, L), atol=1e-4)
+    assert lut.abs().max() > 3  # the beef crops are red: a real table, not zeros
+    plain = tmp_path / "plain.pt"
+    train_cyclegan(CycleConfig(gray=gray, color=color, output=plain, luma_prior=False, **dict(TINY, steps=0)))
+    assert "prior_lut" not in load_checkpoint(plain)[1]
+
+
+def test_no_l_lock_run_writes_raw_colour_and_reports_its_delta_l(tiny: Path, tmp_path: Path) -> None:
+    from medcolor.pipeline import RunOptions, run
+
+    locked, raw = tmp_path / "locked", tmp_path / "raw"
+    for out, opts in ((locked, {}), (raw, {"l_lock": False})):
+        run([CT_DIR], RunOptions(output=out, method="cyclegan", window="lung", fmt="png",
+                                 backend_options={"model": str(tiny), **opts}))
+    s_locked = json.loads((locked / "report.json").read_text())["series"][0]
+    s_raw = json.loads((raw / "report.json").read_text())["series"][0]
+    assert s_raw["parameters"]["l_lock"] is False and s_locked["parameters"]["l_lock"] is True
+    assert s_locked["summary"]["delta_l_mean"] < 0.5
+    # a 3-step generator's own L is far from the CT's: the report shows it
+    assert s_raw["summary"]["delta_l_mean"] > 5 * s_locked["summary"]["delta_l_mean"]
+    with pytest.raises(MedcolorError, match="l_lock"):
+        run([CT_DIR], RunOptions(output=tmp_path / "x", method="lut", backend_options={"l_lock": False}))
+
+
+def test_shipped_names_resolve_per_method() -> None:
+    from medcolor.train.checkpoint import resolve_model, shipped_models
+
+    models = shipped_models()
+    for key, entry in models.items():
+        method = entry.get("method", "cnn")
+        assert resolve_model(entry.get("name", key), method).name == entry["file"]
+    if "cyclegan-meat" not in models:
+        pytest.skip("shipped cyclegan models not built (benchmarks/train_shipped.py --only cyclegan-meat)")
+    assert resolve_model("meat", "cyclegan") != resolve_model("meat", "cnn")

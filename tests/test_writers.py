@@ -530,3 +530,46 @@ def test_an_aborted_series_publishes_nothing(tmp_path: Path) -> None:
     for w in writers:
         w.abort()
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# --------------------------------------------------------------------------- the per-series encoder
+
+
+def _latin1_series(tmp_path: Path) -> Series:
+    ds = pydicom.dcmread(CT_FILES[0])
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Jürgen"
+    src = tmp_path / "latin1.dcm"
+    ds.save_as(src, enforce_file_format=True)
+    return make_series([src], [pydicom.dcmread(src, stop_before_pixels=True)])
+
+
+@pytest.mark.parametrize("case", ["ct", "latin1", "deidentify", "image"])
+def test_fast_instance_bytes_equal_pydicom_dcmwrite(tmp_path: Path, case: str) -> None:
+    """The writer encodes the series-constant elements once; every file must still be byte for byte
+    what pydicom's dcmwrite gives for the same dataset."""
+    from pydicom.dataelem import DataElement
+
+    if case == "latin1":
+        series = _latin1_series(tmp_path)
+    elif case == "image":
+        series = Series(kind="image", modality="OT", rows=33, columns=17, slices=[SliceRef(tmp_path / "a.png")])
+    else:
+        series = make_series(CT_FILES[:3])
+    writer = SecondaryCaptureWriter(tmp_path / "out", series, DERIVATION, 4, deidentify=case == "deidentify")
+    paths, images = write_series(writer, series)
+    for path, rgb in zip(paths, images):
+        ds = pydicom.dcmread(path)
+        raw = path.read_bytes()
+        ref = pydicom.dcmread(path)
+        ref[0x7FE00010] = DataElement(0x7FE00010, "OB", rgb.tobytes())
+        buf = pydicom.filebase.DicomBytesIO()
+        pydicom.dcmwrite(buf, ref, enforce_file_format=True)
+        assert raw == buf.getvalue(), f"{case}: {path.name} differs from dcmwrite"
+        assert np.array_equal(ds.pixel_array, rgb)
+    last = writer.template.dataset  # still holds the last instance's fields
+    last[0x7FE00010] = DataElement(0x7FE00010, "OB", images[-1].tobytes())
+    buf = pydicom.filebase.DicomBytesIO()
+    pydicom.dcmwrite(buf, last, enforce_file_format=True)
+    assert paths[-1].read_bytes() == buf.getvalue()
+    assert_valid(paths[0])

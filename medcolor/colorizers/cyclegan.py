@@ -6,8 +6,11 @@ the scale the model was trained at (``work_size`` in the manifest, overridable w
 any aspect ratio and any size (padded to a multiple of 4 inside the network and cropped back). It
 returns ab at that size; the pipeline upsamples it and joins it to the untouched full-resolution L,
 so the output has the input's size and L (the L-lock). A model trained with ``--no-l-lock`` predicts
-sRGB; its ab (of that sRGB) is returned and still joined to the source L -- writing the raw RGB is
-not supported by the pipeline.
+sRGB; its ab (of that sRGB) is returned and joined to the source L the same way.
+
+``l_lock=False`` (``medcolor run --no-l-lock``, research reproduction): the backend returns the whole
+Lab of G_color's colour image (its own L, 3 channels); the pipeline writes that raw colour and the
+report's ΔL shows how far its lightness is from the source.
 
 Options (the pipeline reads the checkpoint; the backend never reads files): ``manifest`` and
 ``state_dict`` from :func:`medcolor.train.checkpoint.load_checkpoint`, ``model_label``,
@@ -20,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from medcolor.color import srgb_to_lab
 from medcolor.colorizers.base import Colorizer, check_L
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
@@ -32,7 +36,7 @@ class CycleGanColorizer(Colorizer):
 
     name = "cyclegan"
     summary = "CycleGAN generator (unpaired gray/colour training) predicting a/b from L"
-    option_names = ("manifest", "state_dict", "model_label", "infer_size", "model")
+    option_names = ("manifest", "state_dict", "model_label", "infer_size", "model", "l_lock")
     batched = True
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
@@ -44,7 +48,7 @@ class CycleGanColorizer(Colorizer):
             if options.get("model") is None:
                 raise MedcolorError("the cyclegan backend needs a model", where="--model",
                                     hint="train one with `medcolor train --method cyclegan` and pass --model PATH")
-            options.update(load_model_options(options["model"]))
+            options.update(load_model_options(options["model"], "cyclegan"))
         manifest, state = options["manifest"], options["state_dict"]
         if manifest.get("architecture") != ARCH:
             raise MedcolorError(f"not a cyclegan model (architecture {manifest.get('architecture')!r})", where="--model",
@@ -56,6 +60,7 @@ class CycleGanColorizer(Colorizer):
         self.net = build_model(manifest, state).to(self.device)
         self.infer_size = int(options.get("infer_size") or manifest.get("work_size") or 256)
         self.model_label = str(options.get("model_label") or manifest.get("name") or "custom")
+        self.l_lock = bool(options.get("l_lock", True))
 
     def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
         """Nothing per series."""
@@ -68,13 +73,16 @@ class CycleGanColorizer(Colorizer):
         size = (max(4, round(H * k)), max(4, round(W * k)))
         small = L if size == (H, W) else F.interpolate(L, size=size, mode="area")
         with torch.inference_mode():
+            if not self.l_lock:  # raw colour: the Lab of the generator's own RGB
+                return torch.cat([srgb_to_lab(self.net.rgb(small[i:i + 1]).float()) for i in range(small.shape[0])])
             ab = torch.cat([self.net(small[i:i + 1]).float() for i in range(small.shape[0])])
         return ab
 
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}
         params = {"model": self.model_label, "arch": self.manifest.get("architecture"),
-                  "l_lock": (self.manifest.get("arch_args") or {}).get("l_lock", True),
+                  "l_lock": self.l_lock, "trained_l_lock": (self.manifest.get("arch_args") or {}).get("l_lock", True),
+                  "luma_prior": bool((self.manifest.get("arch_args") or {}).get("luma_prior", False)),
                   "infer_size": self.infer_size, "trained_steps": self.manifest.get("steps"),
                   "trained_on": f"{data.get('folder', '?')} ({data.get('n_images', '?')} images)"}
         return {"method": f"cyclegan ({self.model_label})", "parameters": params, "reference_sha256": None,

@@ -165,23 +165,36 @@ def shipped_models() -> dict[str, dict[str, Any]]:
     return dict(data.get("models", {}))
 
 
-def resolve_model(spec: str | Path | None) -> Path:
-    """A shipped model name (``retina``, ``meat``) or a local checkpoint path -> Path."""
+def _shipped_key(key: str, method: str) -> str | None:
+    """The manifest key of shipped model ``key`` for ``method``: cnn models are listed by their name,
+    other methods' as ``<method>-<name>`` (``cyclegan-meat``)."""
+    models = shipped_models()
+    for k in ((key,) if method == "cnn" else (f"{method}-{key}", key)):
+        if k in models and str(models[k].get("method", "cnn")) == method:
+            return k
+    return None
+
+
+def resolve_model(spec: str | Path | None, method: str = "cnn") -> Path:
+    """A shipped model name of ``method`` (cnn: ``retina``, ``meat``; cyclegan: ``meat``, ``retina``) or
+    a local checkpoint path -> Path."""
     spec = DEFAULT_MODEL if spec is None or str(spec).strip() == "" else spec
     models = shipped_models()
-    key = str(spec).strip().lower()
-    if key in models and not Path(str(spec)).exists():
+    key = _shipped_key(str(spec).strip().lower(), method)
+    if key is not None and not Path(str(spec)).exists():
         return MODELS_DIR / models[key]["file"]
     p = Path(str(spec)).expanduser()
     if p.is_file():
         return p
-    names = ", ".join(models) or "none installed"
-    raise MedcolorError(f"no model {str(spec)!r}: neither a shipped model name nor a file", where="--model",
-                        hint=f"shipped models: {names}; or give the path of a checkpoint from `medcolor train`")
+    names = ", ".join(str(m.get("name", k)) for k, m in models.items() if str(m.get("method", "cnn")) == method)
+    raise MedcolorError(f"no model {str(spec)!r}: neither a shipped {method} model name nor a file", where="--model",
+                        hint=f"shipped {method} models: {names or 'none installed'}; or give the path of a "
+                             f"checkpoint from `medcolor train`")
 
 
-def load_model_options(spec: str | Path | None) -> dict[str, Any]:
-    """Backend options for the ``cnn`` colouriser: the checkpoint read here (not by the backend)."""
-    path = resolve_model(spec)
+def load_model_options(spec: str | Path | None, method: str = "cnn") -> dict[str, Any]:
+    """Backend options for the ``cnn``/``cyclegan`` colourisers: the checkpoint read here (not by the
+    backend)."""
+    path = resolve_model(spec, method)
     manifest, state, _ = load_checkpoint(path)
     return {"manifest": manifest, "state_dict": state, "model_label": manifest.get("name") or path.name}

@@ -106,23 +106,49 @@ class ColorGenerator(nn.Module):
 
     ``l_lock`` True: :meth:`forward` returns ab (CIE units, within +-110) -- the backend's output;
     False: the net predicts sRGB and :meth:`forward` returns the ab of that sRGB (the pipeline still joins
-    it to the source L). :meth:`rgb` gives the colour image (sRGB 0..1) used in training."""
+    it to the source L). :meth:`rgb` gives the colour image (sRGB 0..1) used in training.
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, l_lock: bool = True) -> None:
+    ``luma_prior`` (L-lock only): the ResNet predicts a residual over a fixed 1-D L -> ab table
+    (``prior_lut`` ``[2, 101]``, a buffer saved with the weights), ``ab = clamp(lut(L) + 110 * tanh(out))``.
+    Training fits the table from the *colour domain alone* (mean ab per L*, :func:`fit_l_lut`) -- no
+    pairing -- and starts the residual at zero, so step 0 is the unpaired luminance lookup and the
+    adversarial/cycle/identity/perceptual/TV losses move the colour away from it where they gain."""
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, l_lock: bool = True, luma_prior: bool = False) -> None:
         super().__init__()
+        from medcolor.train.lut import LUT_BINS
+
         self.l_lock = bool(l_lock)
+        self.luma_prior = bool(luma_prior) and self.l_lock
         self.net = ResnetGenerator(1, 2 if self.l_lock else 3, ngf, n_blocks)
+        if self.luma_prior:
+            self.register_buffer("prior_lut", torch.zeros(2, LUT_BINS))
+
+    def set_prior(self, lut: torch.Tensor) -> None:
+        """Install the L -> ab table and zero the last convolution (the residual starts at 0)."""
+        with torch.no_grad():
+            self.prior_lut.copy_(lut.to(self.prior_lut))
+            last = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)][-1]
+            last.weight.zero_()
+            last.bias.zero_()
+
+    def _ab(self, L: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if not self.luma_prior:
+            return out * AB_LIMIT
+        from medcolor.train.lut import apply_l_lut
+
+        return (apply_l_lut(self.prior_lut, L) + out * AB_LIMIT).clamp(-AB_LIMIT, AB_LIMIT)
 
     def rgb(self, L: torch.Tensor) -> torch.Tensor:
         out = self.net(L / 50.0 - 1.0)
         if self.l_lock:
-            return lab_to_srgb(torch.cat([L, out * AB_LIMIT], dim=1)).clamp(0.0, 1.0)
+            return lab_to_srgb(torch.cat([L, self._ab(L, out)], dim=1)).clamp(0.0, 1.0)
         return (out + 1.0) / 2.0
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         out = self.net(L / 50.0 - 1.0)
         if self.l_lock:
-            return out * AB_LIMIT
+            return self._ab(L, out)
         return srgb_to_lab(((out + 1.0) / 2.0).clamp(0.0, 1.0))[:, 1:]
 
 
@@ -354,17 +380,19 @@ class CycleConfig:
     work_size: int = 256
     lr: float = 2e-4
     lr_schedule: str = "linear"         # linear | cosine
-    ngf: int = 64
-    n_blocks: int = 9
+    ngf: int = 32                       # the paper's 64 / 9 blocks: 3x slower per step on a 2-core CPU
+    n_blocks: int = 6
     ndf: int = 64
     gan_mode: str = "lsgan"
+    lambda_adv: float = 1.0
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     lambda_perceptual: float = 1.0
-    lambda_tv: float = 1e-3
+    lambda_tv: float = 1e-2
     perceptual_weights: Path | None = None
     pool_size: int = 50
     l_lock: bool = True
+    luma_prior: bool = True
     window: str | None = None
     checkpoint_every: int = 200
     device: str = "cpu"
@@ -405,7 +433,8 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
     color_imgs = load_images(color_files, cfg.work_size)
 
     torch.manual_seed(cfg.seed)
-    arch_args = {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "l_lock": cfg.l_lock}
+    arch_args = {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "l_lock": cfg.l_lock,
+                 "luma_prior": bool(cfg.luma_prior and cfg.l_lock)}
     g_color = ColorGenerator(**arch_args)
     g_gray = ResnetGenerator(3, 1, cfg.ngf, cfg.n_blocks)
     d_color = PatchDiscriminator(3, cfg.ndf)
@@ -415,6 +444,10 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
             if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(mod.weight, 0.0, 0.02)
                 nn.init.zeros_(mod.bias)
+    if g_color.luma_prior:
+        from medcolor.train.lut import fit_l_lut
+
+        g_color.set_prior(fit_l_lut(color_imgs))
     pool_color, pool_gray = ImagePool(cfg.pool_size, cfg.seed * 2 + 1), ImagePool(cfg.pool_size, cfg.seed * 2 + 2)
     opt_g = torch.optim.Adam(list(g_color.parameters()) + list(g_gray.parameters()), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(d_color.parameters()) + list(d_gray.parameters()), lr=cfg.lr, betas=(0.5, 0.999))
@@ -459,7 +492,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
                                    "n_images": len(gray_imgs) + len(color_imgs)},
                  "train_config": {"batch_size": cfg.batch_size, "size": cfg.size, "work_size": cfg.work_size,
                                   "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "seed": cfg.seed, "world_size": 1,
-                                  "max_minutes": cfg.max_minutes, "gan_mode": cfg.gan_mode,
+                                  "max_minutes": cfg.max_minutes, "gan_mode": cfg.gan_mode, "lambda_adv": cfg.lambda_adv,
                                   "lambda_cycle": cfg.lambda_cycle, "lambda_identity": cfg.lambda_identity,
                                   "lambda_perceptual": cfg.lambda_perceptual, "lambda_tv": cfg.lambda_tv,
                                   "perceptual": vgg.source if vgg is not None else "off",
@@ -516,7 +549,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
             loss_per = vgg.distance(rec_y, y) + vgg.distance(((rec_x + 1) / 2).expand(-1, 3, -1, -1),
                                                              (L / 100.0).expand(-1, 3, -1, -1))
         loss_tv = tv_loss(fake_y) if cfg.lambda_tv > 0 else torch.zeros((), device=device)
-        loss_g = (loss_gan + cfg.lambda_cycle * loss_cyc + cfg.lambda_cycle * cfg.lambda_identity * loss_idt
+        loss_g = (cfg.lambda_adv * loss_gan + cfg.lambda_cycle * loss_cyc + cfg.lambda_cycle * cfg.lambda_identity * loss_idt
                   + cfg.lambda_perceptual * loss_per + cfg.lambda_tv * loss_tv)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

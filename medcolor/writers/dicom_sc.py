@@ -36,6 +36,8 @@ from pydicom import config as pydicom_config
 from pydicom import dcmwrite
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import MAX_VALUE_LEN, DSfloat, validate_value
@@ -84,6 +86,9 @@ SLICE_LOCATION_VECTOR = 0x00182005
 FRAME_LABEL_VECTOR = 0x00182002
 
 _PIXEL_DATA_TAG = 0x7FE00010
+# set by RGBSecondaryCapture.instance() for a single-frame instance; every other element is the same
+# for the whole series and is encoded once (see _InstanceEncoder)
+_PER_INSTANCE_TAGS = frozenset({0x00080018, 0x00080023, 0x00080033, 0x00082112, 0x00200013})
 _MAX_PIXEL_BYTES = 0xFFFFFFFE  # 32-bit explicit length, even
 
 # The whitelist: (keyword, VR, type in the SC IOD). Nothing else is ever copied from a source.
@@ -671,6 +676,41 @@ class RGBSecondaryCapture:
                 for ref in sources]
 
 
+class _InstanceEncoder:
+    """Explicit VR Little Endian bytes of a single-frame instance of one series' template, the same
+    bytes ``dcmwrite(fp, ds, enforce_file_format=True)`` writes (tested), but with every element that
+    does not change between instances encoded once: only the file meta and the per-instance elements
+    (``_PER_INSTANCE_TAGS``) are encoded per slice, and the pixels go to the file as one buffer."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        fixed = correct_ambiguous_vr(Dataset({t: e for t, e in dataset.items() if t not in _PER_INSTANCE_TAGS
+                                              and t != _PIXEL_DATA_TAG}), True)
+        self.encodings = dataset.get("SpecificCharacterSet", "iso8859")
+        self.fixed = {tag: self._encode(fixed[tag]) for tag in fixed.keys()
+                      if not (tag.element == 0 and tag.group > 6)}
+
+    def _encode(self, elem: DataElement) -> bytes:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_data_element(fp, elem, self.encodings)
+        return fp.getvalue()
+
+    def header(self, ds: Dataset) -> bytes:
+        """Preamble, file meta and every element of ``ds`` before the pixel data."""
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        fp.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+        parts = [fp.getvalue()]
+        for tag in sorted(set(self.fixed) | {t for t in ds.keys() if t in _PER_INSTANCE_TAGS}):
+            parts.append(self.fixed[tag] if tag in self.fixed else self._encode(ds[tag]))
+        return b"".join(parts)
+
+    @staticmethod
+    def pixel_header(n_bytes: int) -> bytes:
+        return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, n_bytes + (n_bytes & 1))
+
+
 # --------------------------------------------------------------------------- the writer
 
 
@@ -742,6 +782,8 @@ class SecondaryCaptureWriter(CloseOnSuccess):
         self._spool: BinaryIO | None = None
         self._spool_path: Path | None = None
         self._frame_bytes = series.rows * series.columns * 3
+        self._encoder: _InstanceEncoder | None = None
+        self._made_directory = False
         if multiframe:
             refuse_existing(self._final("MF00001.dcm"), overwrite)
 
@@ -771,11 +813,18 @@ class SecondaryCaptureWriter(CloseOnSuccess):
         refuse_existing(final, self.overwrite)
         ds = self.template.instance(sop_instance_uid=generate_uid(), instance_number=index + 1,
                                     sources=[ref], content=_now())
-        ds[_PIXEL_DATA_TAG] = DataElement(_PIXEL_DATA_TAG, "OB", rgb.tobytes())
-        try:
-            self._write_file(final, ds)
-        finally:
-            del ds[_PIXEL_DATA_TAG]
+        if self._encoder is None:
+            self._encoder = _InstanceEncoder(ds)
+        header = self._encoder.header(ds)
+        pixels = memoryview(np.ascontiguousarray(rgb)).cast("B")
+
+        def pixel_writer(fp: BinaryIO) -> None:
+            fp.write(self._encoder.pixel_header(len(pixels)))
+            fp.write(pixels)
+            if len(pixels) & 1:
+                fp.write(b"\x00")
+
+        self._write_file(final, header, pixel_writer)
         self._written[index] = final
         return final
 
@@ -811,12 +860,18 @@ class SecondaryCaptureWriter(CloseOnSuccess):
     def _final(self, name: str) -> Path:
         return checked_path(self.out_dir, self.directory / name)
 
-    def _write_file(self, final: Path, ds: Dataset, pixel_writer: Any = None) -> None:
-        """Write ``final`` under a temporary name; it is published with the series at close()."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def _write_file(self, final: Path, ds: Dataset | bytes, pixel_writer: Any = None) -> None:
+        """Write ``final`` under a temporary name; it is published with the series at close().
+        ``ds``: the dataset, or its encoded bytes; ``pixel_writer(fp)`` appends the pixel data."""
+        if not self._made_directory:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._made_directory = True
         tmp = self._staged.stage(final)
         with open(tmp, "xb") as fp:
-            dcmwrite(fp, ds, enforce_file_format=True)
+            if isinstance(ds, bytes):
+                fp.write(ds)
+            else:
+                dcmwrite(fp, ds, enforce_file_format=True)
             if pixel_writer is not None:
                 pixel_writer(fp)
 
