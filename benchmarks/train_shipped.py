@@ -94,8 +94,8 @@ def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dic
             validation.update(n_images=len(list(Path(gray).iterdir())), images=f"{Path(gray).name} vs {truth}",
                               size=256)
         dst = MODELS_DIR / f"{key}.pt"
-        manifest = export_inference(full, dst, dict(extra, name=name, validation=validation,
-                                                    train_minutes=round((time.time() - t0) / 60, 2)))
+        manifest = export_inference(full, dst, dict(extra, name=name, validation=validation, weights_dtype="float16",
+                                                    train_minutes=round((time.time() - t0) / 60, 2)), half=True)
     print(f"[{key}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, validation {validation}", flush=True)
     return {"name": name, "method": "cyclegan", "file": dst.name, "sha256": _sha(dst),
             "weights_sha256": manifest["weights_sha256"], "size_bytes": dst.stat().st_size,

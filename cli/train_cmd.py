@@ -86,6 +86,10 @@ def _train_cyclegan(args: dict[str, Any]) -> int:
                 progress.update(state["task"], completed=info["step"], description=f"step {info['step']}: {terms}")
                 if not err.is_terminal and (info["step"] % 10 == 0 or info["step"] == info["steps"]):
                     err.print(f"step {info['step']}: {terms} lr {info['lr']:.2e}", highlight=False)
+            elif event == "val":
+                m = info["metrics"]
+                err.print(f"step {info['step']}: colour-side validation PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}",
+                          highlight=False)
 
         result = train_cyclegan(cfg, cb)
     terms = " ".join(f"{k} {v:.3f}" for k, v in result["losses"].items())
@@ -153,7 +157,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per step (per process under torchrun); default cnn 8, cyclegan 1."),
         size: int = typer.Option(128, "--size", help="Model resolution (square, multiple of 16)."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (cnn: 2e-3, cosine-annealed; cyclegan: 2e-4, see --lr-schedule)."),
-        val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (0: only at the end)."),
+        val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (cnn: 0 = only at the end; cyclegan: colour-side validation, the best step's G_color is kept, 0 = off)."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Write the checkpoint every N steps."),
         base: int = typer.Option(16, "--width", help="Channels of the first U-Net level."),
         prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
@@ -167,9 +171,9 @@ def register(app: typer.Typer) -> None:
         n_blocks: int = typer.Option(6, "--n-blocks", help="cyclegan: generator residual blocks (the paper: 9)."),
         ndf: int = typer.Option(64, "--ndf", help="cyclegan: PatchGAN discriminator width."),
         gan_mode: str = typer.Option("lsgan", "--gan-mode", help="cyclegan: lsgan | vanilla."),
-        lambda_adv: float = typer.Option(1.0, "--lambda-adv", help="cyclegan: adversarial weight (both directions)."),
+        lambda_adv: float = typer.Option(0.1, "--lambda-adv", help="cyclegan: adversarial weight (both directions)."),
         lambda_cycle: float = typer.Option(10.0, "--lambda-cycle", help="cyclegan: cycle-consistency weight."),
-        lambda_identity: float = typer.Option(0.5, "--lambda-identity", help="cyclegan: identity weight (times --lambda-cycle)."),
+        lambda_identity: float = typer.Option(1.0, "--lambda-identity", help="cyclegan: identity weight (times --lambda-cycle)."),
         lambda_perceptual: float = typer.Option(1.0, "--lambda-perceptual", help="cyclegan: perceptual (VGG16 features) weight; 0 = off."),
         lambda_tv: float = typer.Option(1e-2, "--lambda-tv", help="cyclegan: total-variation weight (beta = 1); 0 = off."),
         perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="cyclegan: local torchvision VGG16 state dict (never downloaded); default: fixed random-init VGG16 layout."),
@@ -188,7 +192,7 @@ def register(app: typer.Typer) -> None:
                          lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
                          lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv,
                          perceptual_weights=perceptual_weights, pool_size=pool_size, l_lock=not no_l_lock, luma_prior=not no_luma_prior,
-                         window=window, checkpoint_every=checkpoint_every, device=device, name=name,
+                         window=window, checkpoint_every=checkpoint_every, val_every=val_every, device=device, name=name,
                          work_size=work_size)
             _guard(lambda: _train_cyclegan(cargs))
             return

@@ -259,3 +259,43 @@ def test_shipped_names_resolve_per_method() -> None:
     if "cyclegan-meat" not in models:
         pytest.skip("shipped cyclegan models not built (benchmarks/train_shipped.py --only cyclegan-meat)")
     assert resolve_model("meat", "cyclegan") != resolve_model("meat", "cnn")
+
+
+def test_ddp_two_processes_gloo(domains, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes: gradients averaged, rank 0 writes one checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    gray, color = domains
+    out = tmp_path / "ddp.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "medcolor.cli", "train", "--method", "cyclegan", "--gray", str(gray), "--color", str(color),
+           "-o", str(out), "--steps", "2", "--size", "32", "--ngf", "8", "--n-blocks", "1", "--ndf", "8",
+           "--work-size", "64", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = load_checkpoint(out)[0]
+    assert manifest["steps"] == 2 and manifest["train_config"]["world_size"] == 2
+
+
+def test_colour_side_validation_keeps_the_best_step(domains, tmp_path: Path) -> None:
+    """Validated every step on the colour side; the shipped G_color is the best step's, the training
+    state keeps the last one for --resume."""
+    from medcolor.train.checkpoint import state_sha256
+
+    gray, color = domains
+    events = []
+    out = tmp_path / "v.pt"
+    r = train_cyclegan(CycleConfig(gray=gray, color=color, output=out, **dict(TINY, val_every=1)),
+                       lambda e, **k: events.append((e, k)))
+    vals = [k for e, k in events if e == "val"]
+    assert [v["step"] for v in vals] == [0, 1, 2, 3]
+    best = max(vals, key=lambda v: v["metrics"]["psnr"])
+    manifest, state, tstate = load_checkpoint(out, with_training_state=True)
+    assert manifest["validation"]["step"] == best["step"] == tstate["best"]["step"]
+    assert manifest["validation"]["psnr"] == pytest.approx(best["metrics"]["psnr"])
+    assert state_sha256(tstate["best"]["state"]) == manifest["weights_sha256"] == r["manifest"]["weights_sha256"]
+    assert set(tstate["g_color_last"]) == set(state)

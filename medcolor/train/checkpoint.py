@@ -93,11 +93,16 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, arch_ar
     return payload["manifest"]
 
 
-def export_inference(src: str | Path, dst: str | Path, extra: dict[str, Any] | None = None) -> dict:
-    """Copy a checkpoint without its training state (optimizer), adding ``extra`` to the manifest."""
+def export_inference(src: str | Path, dst: str | Path, extra: dict[str, Any] | None = None,
+                     half: bool = False) -> dict:
+    """Copy a checkpoint without its training state (optimizer), adding ``extra`` to the manifest.
+    ``half``: store the floating-point weights as float16 (half the file; loading casts them back to the
+    network's float32 -- the manifest's sha256 is over the stored tensors)."""
     manifest, state, _ = load_checkpoint(src)
     net = _build_network(manifest["architecture"], manifest["arch_args"])
     net.load_state_dict(state)
+    if half:
+        net = net.half()
     keep = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "arch_args",
                                                              "weights_sha256", "medcolor_version",
                                                              "created", "torch_version")}

@@ -31,7 +31,10 @@ Losses (generator side, weights are flags):
 
 Discriminators see past fakes through an image pool (50 by default, the usual half-swap rule).
 Learning rate: constant for the first half then linear decay to zero (``linear``) or cosine annealing
-to zero (``cosine``), against whichever of ``--steps`` and ``--max-minutes`` ends first. Seeded and
+to zero (``cosine``), against whichever of ``--steps`` and ``--max-minutes`` ends first. Under
+``torchrun`` (``WORLD_SIZE`` > 1, gloo on the CPU, nccl on CUDA) every rank draws its own samples, the
+four networks' gradients are averaged every step (data parallel), rank 0's clock decides when a time
+budget ends and rank 0 writes the checkpoints. Seeded and
 repeatable: sample ``s`` of a run is drawn from ``default_rng([seed, s, ...])``, torch is seeded,
 the pool uses its own generator and is saved with the checkpoint, so ``--resume`` continues exactly.
 """
@@ -354,15 +357,39 @@ def gray_domain_images(folder: str | Path, window: str | None, work_size: int) -
     return out, files
 
 
-def _batch(images: list[torch.Tensor], size: int, n: int, seed: int, step: int, tag: int) -> torch.Tensor:
+def _batch(images: list[torch.Tensor], size: int, n: int, seed: int, step: int, tag: int, first: int = 0) -> torch.Tensor:
+    """Samples ``first .. first+n-1`` of step ``step`` (rank r of a torchrun job takes ``first = r * n``)."""
     from medcolor.train.data import _sample
 
     out = []
-    for j in range(n):
+    for j in range(first, first + n):
         rng = np.random.default_rng([seed, tag, step, j])
         img = images[int(rng.integers(len(images)))]
         out.append(_sample(img, size, rng, augment=True))
     return torch.stack(out)
+
+
+def colour_side_validation(g_color: ColorGenerator, images: list[torch.Tensor], device: torch.device) -> dict[str, float]:
+    """The unpaired setting has no colour truth for the gray side; what can be checked is the colour
+    side: G_color fed the L* of each colour photo's 8-bit gray (as ``medcolor run`` reads a gray image)
+    must give back the photo. Mean PSNR and SSIM (8-bit RGB, as ``medcolor evaluate``) over ``images``."""
+    from medcolor.color import lab_to_rgb8
+    from medcolor.evaluate import rgb_metrics
+    from medcolor.train.data import gray_l, lab_of
+
+    was = g_color.training
+    g_color.eval()
+    rows = []
+    with torch.no_grad():
+        for img in images:
+            rgb = img[None].to(device)
+            L = gray_l(lab_of(rgb)[:, :1]).clamp(0.0, 100.0)
+            pred = lab_to_rgb8(L, g_color(L).float())[0].permute(1, 2, 0).cpu().numpy()
+            truth = (img.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            rows.append(rgb_metrics(truth, pred))
+    g_color.train(was)
+    return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
+            "n_images": len(rows)}
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -384,9 +411,9 @@ class CycleConfig:
     n_blocks: int = 6
     ndf: int = 64
     gan_mode: str = "lsgan"
-    lambda_adv: float = 1.0
+    lambda_adv: float = 0.1               # 1.0 drifted away from the data within 15 CPU minutes (docs/cyclegan.md)
     lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5
+    lambda_identity: float = 1.0
     lambda_perceptual: float = 1.0
     lambda_tv: float = 1e-2
     perceptual_weights: Path | None = None
@@ -395,6 +422,7 @@ class CycleConfig:
     luma_prior: bool = True
     window: str | None = None
     checkpoint_every: int = 200
+    val_every: int = 100                # colour-side validation (0: off); the best step's G_color is kept
     device: str = "cpu"
     name: str | None = None
     extra_manifest: dict[str, Any] = field(default_factory=dict)
@@ -424,7 +452,11 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         raise MedcolorError("size must be >= 16 and batch size >= 1", where="--size/--batch-size")
     if cfg.lr_schedule not in ("linear", "cosine"):
         raise MedcolorError(f"unknown schedule {cfg.lr_schedule!r}", where="--lr-schedule", hint="linear or cosine")
-    device = resolve_device(cfg.device)
+    import torch.distributed as dist
+
+    from medcolor.train.loop import init_distributed
+
+    world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
 
@@ -448,7 +480,8 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         from medcolor.train.lut import fit_l_lut
 
         g_color.set_prior(fit_l_lut(color_imgs))
-    pool_color, pool_gray = ImagePool(cfg.pool_size, cfg.seed * 2 + 1), ImagePool(cfg.pool_size, cfg.seed * 2 + 2)
+    pool_color = ImagePool(cfg.pool_size, cfg.seed * 2 + 1 + 1000 * rank)
+    pool_gray = ImagePool(cfg.pool_size, cfg.seed * 2 + 2 + 1000 * rank)
     opt_g = torch.optim.Adam(list(g_color.parameters()) + list(g_gray.parameters()), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(d_color.parameters()) + list(d_gray.parameters()), lr=cfg.lr, betas=(0.5, 0.999))
     start = 0
@@ -474,16 +507,43 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         start = int(manifest.get("steps", 0))
         if tstate.get("torch_rng") is not None:
             torch.set_rng_state(tstate["torch_rng"])
-    for m in (g_color, g_gray, d_color, d_gray):
+    nets = (g_color, g_gray, d_color, d_gray)
+    for m in nets:
         m.to(device).train()
+    if world > 1:  # data parallel: the same weights everywhere, gradients averaged every step
+        for m in nets:
+            for t in list(m.parameters()) + list(m.buffers()):
+                dist.broadcast(t.data, 0)
+
+    def average_grads(*models: nn.Module) -> None:
+        if world > 1:
+            for m in models:
+                for p in m.parameters():
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
     vgg = load_vgg16_features(cfg.perceptual_weights).to(device) if cfg.lambda_perceptual > 0 else None
     gan = GANLoss(cfg.gan_mode)
 
     progress("start", steps=steps_total, start=start, n_images=len(gray_imgs) + len(color_imgs),
-             n_gray=len(gray_imgs), n_color=len(color_imgs), world=1, rank=0, budget=budget)
+             n_gray=len(gray_imgs), n_color=len(color_imgs), world=world, rank=rank, budget=budget)
     step = start
     parts: dict[str, float] = {}
     step_time = 0.0
+    val_images = color_imgs[:32]
+    best: dict[str, Any] = {}
+    if cfg.resume and tstate.get("best"):
+        best = dict(tstate["best"])
+        g_color.load_state_dict(tstate["g_color_last"])
+
+    def validate() -> None:
+        """Colour-side validation; keeps the best G_color (by PSNR) seen so far."""
+        if rank != 0 or not cfg.val_every:
+            return
+        m = colour_side_validation(g_color, val_images, device)
+        progress("val", step=step, metrics=m)
+        if not best or m["psnr"] > best["metrics"]["psnr"]:
+            best.update(step=step, metrics=m, state={k: v.detach().cpu().clone() for k, v in g_color.state_dict().items()})
 
     def save(final: bool) -> dict:
         extra = {"steps": step, "model_size": cfg.size, "work_size": cfg.work_size,
@@ -491,21 +551,31 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
                                    "folder": f"{Path(cfg.gray).name} (gray) + {Path(cfg.color).name} (colour)",
                                    "n_images": len(gray_imgs) + len(color_imgs)},
                  "train_config": {"batch_size": cfg.batch_size, "size": cfg.size, "work_size": cfg.work_size,
-                                  "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "seed": cfg.seed, "world_size": 1,
+                                  "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "seed": cfg.seed, "world_size": world,
                                   "max_minutes": cfg.max_minutes, "gan_mode": cfg.gan_mode, "lambda_adv": cfg.lambda_adv,
                                   "lambda_cycle": cfg.lambda_cycle, "lambda_identity": cfg.lambda_identity,
                                   "lambda_perceptual": cfg.lambda_perceptual, "lambda_tv": cfg.lambda_tv,
                                   "perceptual": vgg.source if vgg is not None else "off",
                                   "pool_size": cfg.pool_size, "ndf": cfg.ndf, "window": cfg.window},
                  "final_losses": parts}
+        if rank != 0:
+            return {}
         if cfg.name:
             extra["name"] = cfg.name
         extra.update(cfg.extra_manifest)
-        tstate = {"g_gray": g_gray.state_dict(), "d_color": d_color.state_dict(), "d_gray": d_gray.state_dict(),
+        if best:
+            extra["validation"] = {**best["metrics"], "step": best["step"], "images": "colour side (G_color of "
+                                   "each photo's gray L* against the photo)", "selected": "best PSNR"}
+        tstate = {"g_color_last": g_color.state_dict(), "best": best or None,
+                  "g_gray": g_gray.state_dict(), "d_color": d_color.state_dict(), "d_gray": d_gray.state_dict(),
                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "pool_color": pool_color.state(),
                   "pool_gray": pool_gray.state(), "torch_rng": torch.get_rng_state(),
                   "config": {"size": cfg.size, "batch_size": cfg.batch_size, "seed": cfg.seed}}
-        man = ckpt.save_checkpoint(cfg.output, g_color, ARCH, arch_args, extra, tstate)
+        shipped = g_color
+        if best and best["step"] != step:  # the inference weights are the best validated step's
+            shipped = ColorGenerator(**arch_args)
+            shipped.load_state_dict(best["state"])
+        man = ckpt.save_checkpoint(cfg.output, shipped, ARCH, arch_args, extra, tstate)
         progress("saved", path=str(cfg.output), step=step, final=final)
         return man
 
@@ -514,20 +584,30 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
             for p in n.parameters():
                 p.requires_grad_(flag)
 
+    if not best:
+        validate()   # step 0 (with the luminance prior: the colour-side lookup itself)
     while step < steps_total:
         ts = time.perf_counter()
         elapsed = ts - t0
         frac = step / steps_total
+        stop = 0.0
         if budget is not None:
             frac = max(frac, elapsed / budget)
             if elapsed + 1.5 * step_time + 5.0 >= budget:
-                break
+                stop = 1.0
+        if world > 1:  # rank 0's clock decides, so every rank stops at the same step
+            t = torch.tensor([frac, stop], dtype=torch.float64)
+            dist.broadcast(t, 0)
+            frac, stop = float(t[0]), float(t[1])
+        if stop:
+            break
         lr = cfg.lr * _lr_factor(cfg.lr_schedule, frac)
         for opt in (opt_g, opt_d):
             for g in opt.param_groups:
                 g["lr"] = lr
-        L = (_batch(gray_imgs, cfg.size, cfg.batch_size, cfg.seed, step, 1) * 100.0).to(device)   # [B,1,S,S] 0..100
-        y = _batch(color_imgs, cfg.size, cfg.batch_size, cfg.seed, step, 2).to(device)            # [B,3,S,S] 0..1
+        first = rank * cfg.batch_size
+        L = (_batch(gray_imgs, cfg.size, cfg.batch_size, cfg.seed, step, 1, first) * 100.0).to(device)  # [B,1,S,S]
+        y = _batch(color_imgs, cfg.size, cfg.batch_size, cfg.seed, step, 2, first).to(device)           # [B,3,S,S]
         y_L = srgb_to_lab(y)[:, :1].clamp(0.0, 100.0)
         x_n = L / 50.0 - 1.0
 
@@ -553,6 +633,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
                   + cfg.lambda_perceptual * loss_per + cfg.lambda_tv * loss_tv)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        average_grads(g_color, g_gray)
         opt_g.step()
 
         # discriminators (on pooled past fakes)
@@ -563,6 +644,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
             + 0.5 * (gan(d_gray(x_n), True) + gan(d_gray(px), False))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        average_grads(d_color, d_gray)
         opt_d.step()
 
         step += 1
@@ -575,8 +657,14 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         step_time = dt if step_time == 0.0 else 0.9 * step_time + 0.1 * dt
         progress("step", step=step, steps=steps_total, loss=parts["G"], lr=lr, elapsed=time.perf_counter() - t0,
                  parts=dict(parts))
+        if cfg.val_every and step % cfg.val_every == 0:
+            validate()
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_total:
             save(False)
+    if cfg.val_every and step % cfg.val_every:
+        validate()
     manifest = save(True)
+    if world > 1:
+        dist.barrier()
     return {"output": str(cfg.output), "steps": step, "seconds": time.perf_counter() - t0, "losses": parts,
             "manifest": manifest, "validation": {}}

@@ -71,6 +71,23 @@ def _dist_info() -> tuple[int, int, int]:
     return world, rank, local
 
 
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """``(world, rank, device)`` under torchrun (``WORLD_SIZE`` > 1): the process group is started (gloo on
+    the CPU, nccl on CUDA, one GPU per local rank) and the CPU threads are shared out; else ``(1, 0, device)``."""
+    import torch.distributed as dist
+
+    world, rank, local = _dist_info()
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    return world, rank, device
+
+
 class _StepBatches(torch.utils.data.Sampler):
     """Batches of dataset indices for steps ``start..stop-1``: step s, rank r of w takes indices
     ``(s * w + r) * B + j``; the same indices whatever the worker count or resume point."""
@@ -124,18 +141,9 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
 
     progress = progress or _noop
     t0 = time.perf_counter()
-    world, rank, local = _dist_info()
     if cfg.batch_size < 1 or cfg.size < 16 or cfg.size % 16:
         raise MedcolorError("batch size must be >= 1 and size a multiple of 16 (>= 16)", where="--size/--batch-size")
-    device = resolve_device(cfg.device)
-    if world > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", local)
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cpu":
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
 
