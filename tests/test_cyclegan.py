@@ -299,3 +299,24 @@ def test_colour_side_validation_keeps_the_best_step(domains, tmp_path: Path) -> 
     assert manifest["validation"]["psnr"] == pytest.approx(best["metrics"]["psnr"])
     assert state_sha256(tstate["best"]["state"]) == manifest["weights_sha256"] == r["manifest"]["weights_sha256"]
     assert set(tstate["g_color_last"]) == set(state)
+
+
+@pytest.mark.parametrize("name", ["meat", "retina"])
+def test_shipped_cyclegan_model_on_the_sample_ct(name: str, tmp_path: Path) -> None:
+    """`medcolor run <CT> --method cyclegan --model meat|retina`: valid SC, L kept, provenance names it."""
+    from medcolor.pipeline import RunOptions, run
+    from medcolor.train.checkpoint import shipped_models
+
+    entry = shipped_models().get(f"cyclegan-{name}")
+    if entry is None:
+        pytest.skip(f"shipped cyclegan {name} not built (benchmarks/train_shipped.py --only cyclegan-{name})")
+    assert entry["method"] == "cyclegan" and "CC BY 4.0" in entry["licence"] and entry["attribution"]
+    out = tmp_path / "out"
+    run([CT_DIR], RunOptions(output=out, method="cyclegan", window="1500,-600", backend_options={"model": name}))
+    s = json.loads((out / "report.json").read_text())["series"][0]
+    assert s["status"] == "done" and len(s["slices"]) == 6
+    assert s["summary"]["delta_l_mean"] <= 0.6 and s["summary"]["delta_l_p99_max"] <= 1.6
+    assert s["model_sha256"] == entry["weights_sha256"] and s["parameters"]["model"] == name
+    assert s["summary"]["colourfulness_mean"] > 5   # coloured, not gray
+    files = sorted(out.rglob("*.dcm"))
+    assert len(files) == 6 and dciodvfy_errors(files[0]) == []

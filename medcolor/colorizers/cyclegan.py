@@ -72,11 +72,11 @@ class CycleGanColorizer(Colorizer):
         k = min(1.0, self.infer_size / max(H, W))
         size = (max(4, round(H * k)), max(4, round(W * k)))
         small = L if size == (H, W) else F.interpolate(L, size=size, mode="area")
-        with torch.inference_mode():
+        # the whole batch in one call (instance norm is per image); float16 autocast on CUDA only
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=small.device.type == "cuda"):
             if not self.l_lock:  # raw colour: the Lab of the generator's own RGB
-                return torch.cat([srgb_to_lab(self.net.rgb(small[i:i + 1]).float()) for i in range(small.shape[0])])
-            ab = torch.cat([self.net(small[i:i + 1]).float() for i in range(small.shape[0])])
-        return ab
+                return srgb_to_lab(self.net.rgb(small).float())
+            return self.net(small).float()
 
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}
