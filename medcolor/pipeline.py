@@ -150,8 +150,10 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     if device.type == "cpu" and options.reader_workers > 0:
         # the work is already spread over a reader process and the colour, measure and write threads:
-        # torch keeps the cores the reader does not use, OpenCV's own pool would only oversubscribe them
-        torch.set_num_threads(max(1, cpu_count() - 1))
+        # OpenCV's own pool would only oversubscribe them; a per-pixel backend leaves torch the cores the
+        # reader does not use, a network (batched) backend is most of the work and keeps them all
+        if not getattr(colorizer, "batched", False):
+            torch.set_num_threads(max(1, cpu_count() - 1))
         cv2.setNumThreads(1)
     try:
         results = _run_all(found, options, colorizer, device, out_dir, outcomes, redactor, progress)

@@ -174,7 +174,9 @@ class Colorizer(abc.ABC):
 
     @abc.abstractmethod
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        """``L`` float32 ``[B,1,H,W]`` in 0..100 -> ab float32 ``[B,2,h,w]`` on ``self.device``."""
+        """``L`` float32 ``[B,1,H,W]`` in 0..100 -> ab float32 ``[B,2,h,w]`` on ``self.device``. A backend
+        that replaces L (only ``cyclegan`` with ``l_lock=False``, research mode) returns the whole Lab
+        ``[B,3,h,w]``; the pipeline then encodes that L and reports the ΔL it causes."""
 
     @abc.abstractmethod
     def provenance(self) -> dict[str, Any]:

@@ -53,7 +53,10 @@ def predict_ab(net: torch.nn.Module, L: torch.Tensor, model_size: int,
     L_c = _resize_L(L, (ch, cw))
     use_amp = L.device.type == "cuda"
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-        out = [net(small[i:i + 1], L_c[i:i + 1].float()).float() for i in range(B)] if B > 1 and ch * cw > 1 << 20 \
+        # slice by slice on the CPU (batch 8 cost 1.35x more per slice than batch 1 at 512x512,
+        # benchmarks/run.py) and for large chroma; whole batches on CUDA
+        per_slice = B > 1 and (ch * cw > 1 << 20 or L.device.type != "cuda")
+        out = [net(small[i:i + 1], L_c[i:i + 1].float()).float() for i in range(B)] if per_slice \
             else [net(small, L_c).float()]
     return torch.cat(out, dim=0)
 

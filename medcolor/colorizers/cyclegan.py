@@ -72,11 +72,14 @@ class CycleGanColorizer(Colorizer):
         k = min(1.0, self.infer_size / max(H, W))
         size = (max(4, round(H * k)), max(4, round(W * k)))
         small = L if size == (H, W) else F.interpolate(L, size=size, mode="area")
-        # the whole batch in one call (instance norm is per image); float16 autocast on CUDA only
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=small.device.type == "cuda"):
+        # CUDA: the whole batch in one call (instance norm is per image), float16 autocast; CPU: slice by
+        # slice (benchmarks/run.py: batch 8 cost 1.7x more per slice than batch 1 at 512x512)
+        cuda = small.device.type == "cuda"
+        parts = [small] if cuda else [small[i:i + 1] for i in range(small.shape[0])]
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
             if not self.l_lock:  # raw colour: the Lab of the generator's own RGB
-                return srgb_to_lab(self.net.rgb(small).float())
-            return self.net(small).float()
+                return torch.cat([srgb_to_lab(self.net.rgb(x).float()) for x in parts])
+            return torch.cat([self.net(x).float() for x in parts])
 
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}
