@@ -106,7 +106,9 @@ def test_errors():
     with pytest.raises(ValueError):
         color.rgb8_to_lab(torch.zeros(4, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError):
-        color.upsample_ab(torch.rand(1, 3, 4, 4), (8, 8))
+        color.upsample_ab(torch.rand(1, 4, 4, 4), (8, 8))
+    # a whole Lab (a backend that replaces L) is resized like ab
+    assert color.upsample_ab(torch.rand(1, 3, 4, 4), (8, 8)).shape == (1, 3, 8, 8)
 
 
 def test_nan_and_out_of_range_inputs_do_not_crash():
