@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from medcolor.color import lab_to_srgb, srgb_to_lab
 from medcolor.errors import MedcolorError
+from medcolor.train.lut import LUT_BINS, apply_l_lut
 
 __all__ = ["ARCH", "ARCHITECTURES", "CycleConfig", "ColorGenerator", "ResnetGenerator", "PatchDiscriminator",
            "GANLoss", "ImagePool", "VGG16Features", "load_vgg16_features", "tv_loss", "train_cyclegan",
@@ -119,8 +120,6 @@ class ColorGenerator(nn.Module):
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, l_lock: bool = True, luma_prior: bool = False) -> None:
         super().__init__()
-        from medcolor.train.lut import LUT_BINS
-
         self.l_lock = bool(l_lock)
         self.luma_prior = bool(luma_prior) and self.l_lock
         self.net = ResnetGenerator(1, 2 if self.l_lock else 3, ngf, n_blocks)
@@ -138,8 +137,6 @@ class ColorGenerator(nn.Module):
     def _ab(self, L: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         if not self.luma_prior:
             return out * AB_LIMIT
-        from medcolor.train.lut import apply_l_lut
-
         return (apply_l_lut(self.prior_lut, L) + out * AB_LIMIT).clamp(-AB_LIMIT, AB_LIMIT)
 
     def rgb(self, L: torch.Tensor) -> torch.Tensor:
@@ -407,7 +404,7 @@ class CycleConfig:
     work_size: int = 256
     lr: float = 2e-4
     lr_schedule: str = "linear"         # linear | cosine
-    ngf: int = 32                       # the paper's 64 / 9 blocks: 3x slower per step on a 2-core CPU
+    ngf: int = 32                       # the paper's 64 / 9 blocks: 3x slower per step here (benchmarks/run.py)
     n_blocks: int = 6
     ndf: int = 64
     gan_mode: str = "lsgan"
@@ -454,7 +451,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         raise MedcolorError(f"unknown schedule {cfg.lr_schedule!r}", where="--lr-schedule", hint="linear or cosine")
     import torch.distributed as dist
 
-    from medcolor.train.loop import init_distributed
+    from medcolor.train.loop import budget_check, init_distributed
 
     world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
@@ -588,17 +585,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         validate()   # step 0 (with the luminance prior: the colour-side lookup itself)
     while step < steps_total:
         ts = time.perf_counter()
-        elapsed = ts - t0
-        frac = step / steps_total
-        stop = 0.0
-        if budget is not None:
-            frac = max(frac, elapsed / budget)
-            if elapsed + 1.5 * step_time + 5.0 >= budget:
-                stop = 1.0
-        if world > 1:  # rank 0's clock decides, so every rank stops at the same step
-            t = torch.tensor([frac, stop], dtype=torch.float64)
-            dist.broadcast(t, 0)
-            frac, stop = float(t[0]), float(t[1])
+        frac, stop = budget_check(step, steps_total, ts - t0, budget, step_time, world)
         if stop:
             break
         lr = cfg.lr * _lr_factor(cfg.lr_schedule, frac)

@@ -88,6 +88,25 @@ def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return world, rank, device
 
 
+def budget_check(step: int, steps_total: int, elapsed: float, budget: float | None, step_time: float,
+                 world: int) -> tuple[float, bool]:
+    """``(fraction of training done, stop?)`` before a step: the larger of the step and time fractions;
+    stop when the next step (and a final validation + save) would not fit the time budget. Under
+    torchrun rank 0's clock decides, so every rank stops at the same step."""
+    frac, stop = step / steps_total, 0.0
+    if budget is not None:
+        frac = max(frac, elapsed / budget)
+        if elapsed + 1.5 * step_time + 5.0 >= budget:
+            stop = 1.0
+    if world > 1:
+        import torch.distributed as dist
+
+        t = torch.tensor([frac, stop], dtype=torch.float64)
+        dist.broadcast(t, 0)
+        frac, stop = float(t[0]), float(t[1])
+    return frac, bool(stop)
+
+
 class _StepBatches(torch.utils.data.Sampler):
     """Batches of dataset indices for steps ``start..stop-1``: step s, rank r of w takes indices
     ``(s * w + r) * B + j``; the same indices whatever the worker count or resume point."""
@@ -236,18 +255,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     it = iter(loader)
     while step < steps_total:
         ts = time.perf_counter()
-        elapsed = ts - t0
-        frac = step / steps_total
-        stop = 0.0
-        if budget is not None:
-            frac = max(frac, elapsed / budget)
-            # stop when the next step (and a final validation + save) would not fit
-            if elapsed + 1.5 * step_time + 5.0 >= budget:
-                stop = 1.0
-        if world > 1:
-            t = torch.tensor([frac, stop], dtype=torch.float64)
-            dist.broadcast(t, 0)
-            frac, stop = float(t[0]), float(t[1])
+        frac, stop = budget_check(step, steps_total, ts - t0, budget, step_time, world)
         if stop:
             break
         try:
