@@ -534,3 +534,103 @@ def ssim_moments_mean(x: np.ndarray, y: np.ndarray, blur, c1: float, c2: float, 
     xx, yy, xy = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     _products(x.reshape(-1), y.reshape(-1), xx.reshape(-1), yy.reshape(-1), xy.reshape(-1))
     return _ssim_mean(blur(x), blur(y), blur(xx), blur(yy), blur(xy), np.float32(c1), np.float32(c2), pad)
+
+
+# --- SSIM in one pass: separable Gaussian over a ring of horizontally filtered rows -----------------------
+
+@_jit
+def _ssim_tap(a, b, c, sx, sy, sxx, syy, sxy):
+    """One tap of the horizontal filter for the five moments x, y, x*x, y*y, x*y (products rounded)."""
+    return _fma(a, c, sx), _fma(b, c, sy), _fma(a * a, c, sxx), _fma(b * b, c, syy), _fma(a * b, c, sxy)
+
+
+@_jit
+def _ssim_hrow(xr, yr, g, hx, hy, hxx, hyy, hxy):
+    """Horizontal 11-tap filter ``g`` of the five moments of one row pair, for the columns whose window
+    lies inside the row: ``hx[j]`` is column ``j + 5``, ``len(hx) = len(xr) - 10``. Summed tap by tap from
+    the left with fused multiply-adds, as OpenCV's float32 row filter (RowVec_32f)."""
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10 = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10]
+    for j in range(hx.shape[0]):
+        a = xr[j]
+        b = yr[j]
+        t = (a * g0, b * g0, (a * a) * g0, (b * b) * g0, (a * b) * g0)
+        t = _ssim_tap(xr[j + 1], yr[j + 1], g1, *t)
+        t = _ssim_tap(xr[j + 2], yr[j + 2], g2, *t)
+        t = _ssim_tap(xr[j + 3], yr[j + 3], g3, *t)
+        t = _ssim_tap(xr[j + 4], yr[j + 4], g4, *t)
+        t = _ssim_tap(xr[j + 5], yr[j + 5], g5, *t)
+        t = _ssim_tap(xr[j + 6], yr[j + 6], g6, *t)
+        t = _ssim_tap(xr[j + 7], yr[j + 7], g7, *t)
+        t = _ssim_tap(xr[j + 8], yr[j + 8], g8, *t)
+        t = _ssim_tap(xr[j + 9], yr[j + 9], g9, *t)
+        t = _ssim_tap(xr[j + 10], yr[j + 10], g10, *t)
+        hx[j], hy[j], hxx[j], hyy[j], hxy[j] = t
+
+
+@_jit
+def _ssim_vrow(r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, g, d):
+    """Vertical 11-tap filter of 11 consecutive rows (``r5`` the centre) into ``d``: centre times its
+    weight, then the symmetric pairs from the inside out with fused multiply-adds, as OpenCV's float32
+    symmetric column filter (SymmColumnVec_32f)."""
+    g5, g6, g7, g8, g9, g10 = g[5], g[6], g[7], g[8], g[9], g[10]
+    for j in range(d.shape[0]):
+        t = r5[j] * g5
+        t = _fma(r6[j] + r4[j], g6, t)
+        t = _fma(r7[j] + r3[j], g7, t)
+        t = _fma(r8[j] + r2[j], g8, t)
+        t = _fma(r9[j] + r1[j], g9, t)
+        t = _fma(r10[j] + r0[j], g10, t)
+        d[j] = t
+
+
+@_jit
+def _ssim_accrow(ux, uy, uxx, uyy, uxy, c1, c2, acc):
+    """acc[j] += SSIM map value from the filtered moments (float32, the formula of _ssim_mean)."""
+    two = np.float32(2.0)
+    for j in range(acc.shape[0]):
+        mx = ux[j]
+        my = uy[j]
+        mxy = mx * my
+        m2 = mx * mx + my * my
+        num = (two * mxy + c1) * (two * (uxy[j] - mxy) + c2)
+        den = (m2 + c1) * ((uxx[j] + uyy[j]) - m2 + c2)
+        acc[j] += num / den
+
+
+@_jit
+def _ssim_sep(x, y, g, c1, c2):
+    h, w = x.shape
+    k = 11
+    wo = w - (k - 1)
+    ring = np.empty((k, 5, wo), np.float32)   # horizontally filtered moments of the last 11 rows (~110 KB at 512)
+    v = np.empty((5, wo), np.float32)         # filtered moments of one output row
+    acc = np.zeros(wo, np.float64)            # per-column sums of the SSIM map (vectorises; a scalar sum would not)
+    for i in range(h):
+        s = ring[i % k]
+        _ssim_hrow(x[i], y[i], g, s[0], s[1], s[2], s[3], s[4])
+        if i >= k - 1:                        # rows i-10..i filtered: output row i-5
+            b = i - (k - 1)
+            for m in range(5):
+                _ssim_vrow(ring[b % k, m], ring[(b + 1) % k, m], ring[(b + 2) % k, m], ring[(b + 3) % k, m],
+                           ring[(b + 4) % k, m], ring[(b + 5) % k, m], ring[(b + 6) % k, m], ring[(b + 7) % k, m],
+                           ring[(b + 8) % k, m], ring[(b + 9) % k, m], ring[(b + 10) % k, m], g, v[m])
+            _ssim_accrow(v[0], v[1], v[2], v[3], v[4], c1, c2, acc)
+    return acc.sum() / ((h - (k - 1)) * wo)
+
+
+def ssim_mean(x: np.ndarray, y: np.ndarray, taps: np.ndarray, c1: float, c2: float) -> float:
+    """Mean SSIM over the interior (5-pixel border excluded) of two C-contiguous float32 [H, W] images
+    (H, W >= 11), with the 11 float32 Gaussian ``taps`` (``cv2.getGaussianKernel(11, 1.5, CV_32F)``).
+
+    One pass, separable: each row's five moments are filtered horizontally into a ring of 11 rows, then
+    each output row vertically, then the SSIM map, summed in float64. Only pixels whose 11 x 11 window
+    lies inside the image are averaged, so no border value is ever read (the border mode cannot matter).
+    The filters round as OpenCV's AVX2/FMA float32 separable filter: on such a build the moments equal
+    ``cv2.GaussianBlur``'s bit for bit, and the result equals ``ssim_moments_mean`` to float64 rounding."""
+    g = np.ascontiguousarray(taps, dtype=np.float32).reshape(-1)
+    if g.shape[0] != 11:
+        raise ValueError(f"ssim_mean needs 11 taps, got {g.shape[0]}")
+    if x.ndim != 2 or x.shape != y.shape or min(x.shape) < 11:
+        raise ValueError(f"ssim_mean needs two equal 2-D images of at least 11x11, got {x.shape}, {y.shape}")
+    return _ssim_sep(np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32), g,
+                     np.float32(c1), np.float32(c2))

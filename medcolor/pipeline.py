@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from medcolor import __version__
+from medcolor import __version__, valuetable
 from medcolor.color import lab_to_rgb8, lab_to_rgb8_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.errors import MedcolorError
@@ -82,6 +82,7 @@ class SeriesResult:
     summary: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    fast_path: dict[str, Any] = field(default_factory=dict)  # the series' value table (valuetable.describe)
     description: str = ""           # the source's SeriesDescription, through the run's PhiRedactor
     patient: str = ""               # "name (ID)" of the source; only with --report-phi
 
@@ -278,7 +279,27 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                             software_version=__version__)
     writers = get_writers(options.fmt, out_dir, series, derivation, number, multiframe=options.multiframe,
                            overwrite=options.overwrite, deidentify=options.deidentify, uid_map=uid_map)
+    # a per-pixel backend on integer values: the whole chain tabulated once for the series
+    table = valuetable.build(colorizer, window, invert, sample, len(series.slices) * series.rows * series.columns,
+                             device)
+    result.fast_path = valuetable.describe(table)
     result.timings["prepare_s"] = time.perf_counter() - t_start
+
+    def general(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Modality values [B,1,H,W] -> (windowed L, the L to encode, ab at full size), per slice on
+        the CPU for per-pixel backends (memory-bound: a batch-sized set of temporaries falls out of
+        cache, measured 2x slower per slice at batch 8), whole batches for networks or on a GPU."""
+        with torch.inference_mode():
+            L = window_to_l(values, window, invert=invert)
+            if getattr(colorizer, "batched", False) or device.type != "cpu":
+                ab = colorizer.colorize(L)
+            else:
+                ab = torch.cat([colorizer.colorize(L[j:j + 1]) for j in range(L.shape[0])])
+            ab = upsample_ab(ab.float(), (series.rows, series.columns))
+            L_enc = L
+            if ab.shape[1] == 3:  # a backend that replaces L (cyclegan --no-l-lock)
+                L_enc, ab = ab[:, :1].clamp(0.0, 100.0), ab[:, 1:].contiguous()
+        return L, L_enc, ab
 
     workers = options.reader_workers if len(series.slices) > options.batch_size else 0
     loader = torch.utils.data.DataLoader(
@@ -307,26 +328,18 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                     images = batch["image"][good].to(device=device, dtype=torch.float32)
                     if images.ndim == 3:
                         images = images.unsqueeze(1)
-                    with torch.inference_mode():
-                        L = window_to_l(images, window, invert=invert)
-                        # Per-pixel backends go slice by slice on the CPU: their work is memory-bound
-                        # and a batch-sized set of temporaries falls out of cache (measured 2x slower
-                        # per slice at batch 8). Network backends (batched = True) get whole batches.
-                        whole = getattr(colorizer, "batched", False) or device.type != "cpu"
-                        ab_all = colorizer.colorize(L) if whole else None
+                    if table is not None:  # the whole slice on a finish thread
                         for j, k in enumerate(good):
-                            Lj = L[j:j + 1]
-                            ab = ab_all[j:j + 1] if whole else colorizer.colorize(Lj)
-                            ab = upsample_ab(ab.float(), (series.rows, series.columns))
                             index = indices[k]
-                            if ab.shape[1] == 3:  # a backend that replaces L (cyclegan --no-l-lock)
-                                Lj, ab = ab[:, :1].clamp(0.0, 100.0), ab[:, 1:].contiguous()
-                            if device.type == "cpu":  # the fused CPU kernel runs on a finish thread
-                                job = (L[j, 0].numpy(), Lj[0, 0].numpy(), ab[0].numpy(), None)
-                            else:
-                                job = (L[j, 0].cpu().numpy(), None, None, _encode_hwc(Lj, ab))
-                            pending.append(finish_pool.submit(_finish_slice, index, *job, per_slice, write_pool,
-                                                              writers, series.slices[index]))
+                            pending.append(finish_pool.submit(_finish_values, index, images[j, 0].numpy(), table,
+                                                              general, per_slice, write_pool, writers,
+                                                              series.slices[index]))
+                    else:
+                        L, L_enc, ab = general(images)
+                        for j, k in enumerate(good):
+                            index = indices[k]
+                            pending.append(finish_pool.submit(_finish_slice, index, *_finish_job(L, L_enc, ab, j),
+                                                              per_slice, write_pool, writers, series.slices[index]))
                 t_compute += time.perf_counter() - t1
                 while len(pending) > 4 * options.batch_size:  # bound memory held by queued slices
                     pending.pop(0).result().result()
@@ -355,6 +368,28 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
         if not per_slice:
             raise MedcolorError("no slice of this series could be read", where=series.source_label,
                                 hint="check the files (see the per-file errors)")
+
+
+def _finish_job(L: torch.Tensor, L_enc: torch.Tensor, ab: torch.Tensor, j: int) -> tuple:
+    """``_finish_slice``'s (l_in, l_out, ab, rgb) for slice ``j`` of a batch: the CPU hands the arrays to the
+    fused kernel on the finish thread; another device encodes here (the torch path) and sends the RGB."""
+    Lj, Ej, abj = L[j:j + 1], L_enc[j:j + 1], ab[j:j + 1]
+    if L.device.type == "cpu":
+        return Lj[0, 0].numpy(), Ej[0, 0].numpy(), abj[0].numpy(), None
+    return Lj[0, 0].cpu().numpy(), None, None, _encode_hwc(Ej, abj)
+
+
+def _finish_values(index: int, values: np.ndarray, table: valuetable.ValueTable, general, per_slice: dict,
+                   write_pool: ThreadPoolExecutor, writers, ref) -> Future:
+    """On a finish thread: colour one slice of modality values [H,W] through the series' value table,
+    measure it and queue it for the writer; a slice the table does not cover takes the general path."""
+    done = table.apply(values)
+    if done is None:
+        L, L_enc, ab = general(torch.from_numpy(values)[None, None])
+        return _finish_slice(index, *_finish_job(L, L_enc, ab, 0), per_slice, write_pool, writers, ref)
+    rgb, l_in, l_out, measures = done
+    per_slice[index] = _slice_record(index, l_in, l_out, measures)
+    return write_pool.submit(_write_all, writers, index, ref, rgb)
 
 
 def _encode_hwc(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
@@ -391,6 +426,10 @@ def _rel(path: Path, root: Path) -> str:
 
 def _slice_metrics(index: int, l_in: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
     l_out, measures = measure_rgb8(l_in, rgb)
+    return _slice_record(index, l_in, l_out, measures)
+
+
+def _slice_record(index: int, l_in: np.ndarray, l_out: np.ndarray, measures: dict[str, float]) -> dict[str, Any]:
     return {"index": index, **{k: float(v) for k, v in measures.items()},
             "ssim_l": float(ssim(l_in, l_out, data_range=100.0))}
 

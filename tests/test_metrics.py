@@ -129,3 +129,41 @@ def test_measure_rgb8_equals_the_separate_measures() -> None:
     assert m["colourfulness"] == pytest.approx(colourfulness(rgb), rel=1e-6)
     with pytest.raises(ValueError):
         measure_rgb8(l_in[:10], rgb)
+
+
+def _ssim_cases():
+    rng = np.random.default_rng(7)
+    cases = []
+    for shape in [(512, 512), (96, 80), (11, 11), (12, 40), (40, 12), (37, 523)]:
+        noise = (rng.random(shape) * 100).astype(np.float32)
+        smooth = cv2.GaussianBlur(noise, (0, 0), 3)
+        noisy = np.clip(smooth + rng.normal(0, 4, shape), 0, 100).astype(np.float32)
+        quant = (np.round(smooth * 2.55) / 2.55).astype(np.float32)     # 8-bit quantisation of L in 0..100
+        cases += [(f"{shape} noise/noisy", noise, noisy), (f"{shape} smooth/noisy", smooth, noisy),
+                  (f"{shape} smooth/quantised", smooth, quant), (f"{shape} noise/smooth", noise, smooth),
+                  (f"{shape} scaled", smooth, smooth * np.float32(0.5) + np.float32(20))]
+    return cases
+
+
+def test_ssim_fused_kernel_equals_cv2_reference(monkeypatch):
+    if color._fast() is None:
+        pytest.skip("numba not available")
+    for name, a, b in _ssim_cases():
+        for data_range in (100.0, 255.0, 1.0):
+            got, ref = metrics.ssim(a, b, data_range), metrics._ssim_cv2(a, b, data_range)
+            assert got == pytest.approx(ref, abs=1e-5), (name, data_range)
+        assert metrics.ssim(a, a, 100) == pytest.approx(1.0, abs=1e-6), name
+        assert metrics.ssim(b, b, 100) == pytest.approx(1.0, abs=1e-6), name
+    # larger values (e.g. raw CT numbers) and a non-contiguous float64 view
+    rng = np.random.default_rng(8)
+    ct = (rng.random((64, 70)) * 4000 - 1000).astype(np.float32)
+    ct2 = ct + rng.normal(0, 30, ct.shape).astype(np.float32)
+    assert metrics.ssim(ct, ct2, 4000) == pytest.approx(metrics._ssim_cv2(ct, ct2, 4000), abs=1e-5)
+    v1, v2 = ct.astype(np.float64)[::2, ::-1], ct2.astype(np.float64)[::2, ::-1]
+    assert metrics.ssim(v1, v2, 4000) == pytest.approx(metrics._ssim_cv2(v1, v2, 4000), abs=1e-5)
+    # without numba, ssim takes the cv2 + numpy path and gives the same value
+    _, a, b = _ssim_cases()[6]
+    fused = metrics.ssim(a, b, 100)
+    monkeypatch.setattr(color, "_fast", lambda: None)
+    assert metrics.ssim(a, b, 100) == pytest.approx(fused, abs=1e-5)
+    assert metrics.ssim(a, b, 100) == pytest.approx(_sk_ssim(a, b, 100), abs=1e-3)

@@ -15,6 +15,7 @@ to the constructor as data.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
 
-__all__ = ["Colorizer", "resolve_device", "local_mean_std", "check_L"]
+__all__ = ["Colorizer", "PixelKeys", "resolve_device", "local_mean_std", "check_L", "texture_level"]
 
 _DEVICE_HINT = "use --device cpu or auto"
 
@@ -136,6 +137,47 @@ def local_mean_std(L: torch.Tensor, size: int = 5) -> tuple[torch.Tensor, torch.
     return m + 50.0, var.sqrt_()
 
 
+@dataclass(frozen=True)
+class PixelKeys:
+    """What a backend's chroma at a pixel depends on, when that is only the pixel's own L and, with
+    ``texture_size``, a *texture level*: ``round(local std of L over texture_size² * texture_scale)``
+    clamped to ``0 .. texture_levels - 1`` (:func:`texture_level`). A backend that says so lets the
+    pipeline tabulate its whole per-pixel chain once per series (:mod:`medcolor.valuetable`)."""
+
+    texture_size: int | None = None
+    texture_scale: float = 0.0
+    texture_levels: int = 1
+
+
+def texture_level(L: torch.Tensor, keys: PixelKeys) -> torch.Tensor:
+    """The texture level map ``[B,1,H,W]`` (float32 holding integers) of ``L`` ``[B,1,H,W]`` under ``keys``;
+    the one definition both the backend and the pipeline's tables use. On the CPU with numba: one fused
+    pass per slice (float64 window sums, :func:`medcolor._fasttable.texture_levels`); elsewhere
+    :func:`local_mean_std` in float32, which can put a pixel lying on a rounding edge one level away."""
+    top = float(keys.texture_levels - 1)
+    fast = _fast_table() if L.device.type == "cpu" else None
+    if fast is not None:
+        src = L.detach().to(torch.float32).contiguous().numpy()
+        out = np.empty(src.shape, dtype=np.float32)
+        flat_in, flat_out = src.reshape(-1, *src.shape[-2:]), out.reshape(-1, *src.shape[-2:])
+        for plane, dst in zip(flat_in, flat_out):
+            fast.texture_levels(plane, int(keys.texture_size or 1), float(keys.texture_scale), top, dst)
+        return torch.from_numpy(out)
+    _, s = local_mean_std(L, keys.texture_size or 1)
+    return (s * keys.texture_scale).round_().clamp_(0.0, top)
+
+
+def _fast_table():
+    """medcolor._fasttable when the numba kernels are in use (see ``medcolor.color.numba_available``)."""
+    from medcolor import color
+
+    if not color.numba_available():
+        return None
+    from medcolor import _fasttable
+
+    return _fasttable
+
+
 class Colorizer(abc.ABC):
     """Base class of every backend (see the module docstring for the contract).
 
@@ -177,6 +219,20 @@ class Colorizer(abc.ABC):
         """``L`` float32 ``[B,1,H,W]`` in 0..100 -> ab float32 ``[B,2,h,w]`` on ``self.device``. A backend
         that replaces L (only ``cyclegan`` with ``l_lock=False``, research mode) returns the whole Lab
         ``[B,3,h,w]``; the pipeline then encodes that L and reports the ΔL it causes."""
+
+    def pixel_keys(self) -> PixelKeys | None:
+        """``PixelKeys`` when (after ``prepare``) the chroma at a pixel is a function of its L and at most
+        a texture level, so :meth:`colorize_keys` gives it for any list of keys; None (the default) when
+        it depends on more (a network's receptive field)."""
+        return None
+
+    def colorize_keys(self, L: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+        """ab ``[1,2,1,N]`` at the keys ``L`` ``[1,1,1,N]`` (and ``level``, same shape, when the keys have a
+        texture), exactly as :meth:`colorize` gives it at a pixel with those keys. The default serves
+        backends keyed on L alone: their ``colorize`` is per pixel."""
+        if level is not None:
+            raise NotImplementedError(f"{type(self).__name__} has no texture keys")
+        return self.colorize(L)
 
     @abc.abstractmethod
     def provenance(self) -> dict[str, Any]:

@@ -25,10 +25,13 @@ by mean/std onto the target's. Here:
    table (same data summed over texture, smoothed along L, empty L ranges filled from the nearest
    filled node) with a prior weight, so cells with few or no reference pixels fall back smoothly: the
    table has no holes and no NaN.
-4. **Colouring** (``colorize``): one box-filter pass for the target's 5×5 local std (``avg_pool2d`` on
-   L and L²), then a bilinear look-up of the table (``grid_sample``) at (L, std) -> ab at full
-   resolution. The mapping depends only on the series (fixed in ``prepare``) and on each pixel's L and
-   5×5 neighbourhood, so it is deterministic and identical for every slice of the series.
+4. **Colouring** (``colorize``): one box-filter pass for the target's 5×5 local std (on L and L²),
+   rounded to a *texture level* of 1/8 of a table node (``TEXTURE_SUBSTEPS``; the table is smoothed
+   over 1.5 nodes, so the rounding moves a/b by a small fraction of the smoothing), then a bilinear
+   look-up of the table (``grid_sample``) at (L, level) -> ab at full resolution. The mapping depends
+   only on the series (fixed in ``prepare``) and on each pixel's L and texture level
+   (``pixel_keys``), so it is deterministic, identical for every slice of the series, and the
+   pipeline can tabulate it once per series over the (L, level) pairs that can occur.
 
 ``mode="reinhard"`` is Reinhard et al. (2001) global colour transfer in Lab: ab_out = (ab_t - μ_t) σ_r/σ_t
 + μ_r. A grayscale target has ab_t = 0 and σ_t = 0, so the output is the reference's mean a/b on every
@@ -45,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from medcolor.color import srgb_to_lab
-from medcolor.colorizers.base import Colorizer, check_L, local_mean_std
+from medcolor.colorizers.base import Colorizer, PixelKeys, check_L, local_mean_std, texture_level
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
 
@@ -56,6 +59,7 @@ NEIGHBOURHOOD = 5
 N_L = 101           # L nodes 0, 1, ..., 100
 N_S = 33            # std nodes 0 .. s_max
 N_QUANTILES = 1025  # quantiles used for the L and texture remapping
+TEXTURE_SUBSTEPS = 8  # texture levels per table node along the std axis
 SMOOTH_SIGMA = 1.5  # Gaussian σ of the table smoothing, in nodes (both axes)
 PRIOR_FRACTION = 0.1  # prior weight of the 1-D table, as a fraction of the mean count per cell
 REINHARD_WARNING = ("exemplar mode 'reinhard' is a global tint: a grayscale target has no chroma "
@@ -277,13 +281,30 @@ class ExemplarColorizer(Colorizer):
         B, _, H, W = L.shape
         if self.mode == "reinhard":
             return self._ref_mean_ab.view(1, 2, 1, 1).expand(B, 2, H, W).clone()
-        _, s = local_mean_std(L, NEIGHBOURHOOD)
+        return self._lookup(L, texture_level(L, self._keys()))
+
+    def _keys(self) -> PixelKeys:
+        levels = TEXTURE_SUBSTEPS * (N_S - 1)
+        return PixelKeys(texture_size=NEIGHBOURHOOD, texture_scale=levels / self._s_max,
+                         texture_levels=levels + 1)
+
+    def _lookup(self, L: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """Bilinear look-up of the table at (L, texture level), both [B,1,H,W] -> ab [B,2,H,W]."""
         gx = L * (2.0 / 100.0) - 1.0
-        gy = s * (2.0 / self._s_max) - 1.0
+        gy = level * (2.0 / (TEXTURE_SUBSTEPS * (N_S - 1))) - 1.0
         grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)             # [B,H,W,2] (x=L, y=std)
-        table = self._table.expand(B, -1, -1, -1)
-        ab = F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return ab
+        table = self._table.expand(L.shape[0], -1, -1, -1)
+        return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    def pixel_keys(self) -> PixelKeys | None:
+        if not self._prepared:
+            return None
+        return PixelKeys() if self.mode == "reinhard" else self._keys()
+
+    def colorize_keys(self, L: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+        if self.mode == "reinhard" or level is None:
+            return super().colorize_keys(L, level)
+        return self._lookup(check_L(L, self.device), check_L(level, self.device))
 
     # ------------------------------------------------------------------ provenance
     def provenance(self) -> dict[str, Any]:
@@ -294,7 +315,8 @@ class ExemplarColorizer(Colorizer):
                                                  f"{float(self._ref_mean_ab[1]):.1f}"}
         else:
             params = {"mode": "welsh", "neighbourhood": NEIGHBOURHOOD, "luminance_remap": "quantile",
-                      "texture_remap": "quantile", "table_bins": f"{N_L}x{N_S}"}
+                      "texture_remap": "quantile", "table_bins": f"{N_L}x{N_S}",
+                      "texture_levels": TEXTURE_SUBSTEPS * (N_S - 1) + 1}
             if self._prepared:
                 params["std_max"] = round(self._s_max, 2)
         if self._sha_from_pixels:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from medcolor.color import srgb_to_lab
-from medcolor.colorizers.base import Colorizer, check_L
+from medcolor.colorizers.base import Colorizer, PixelKeys, check_L
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
 
@@ -159,6 +159,10 @@ class LutColorizer(Colorizer):
         grid = torch.cat([gx, torch.zeros_like(gx)], dim=1).permute(0, 2, 3, 1)   # [B,H,W,2]
         return F.grid_sample(self._table.expand(B, -1, -1, -1), grid, mode="bilinear",
                              padding_mode="border", align_corners=True)
+
+    def pixel_keys(self) -> PixelKeys | None:
+        """Keyed on L alone: ``colorize`` is one look-up per pixel."""
+        return PixelKeys() if self._table is not None else None
 
     def provenance(self) -> dict[str, Any]:
         params: dict[str, Any] = {"ramp": RAMP_NAME, "keyed_on": self._keyed_on}
