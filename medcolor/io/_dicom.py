@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom import uid as _uid
+from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from medcolor.errors import MedcolorError, SkipInput
 
@@ -111,29 +115,67 @@ MAX_SEQUENCE_DEPTH = 100     # real objects nest a handful of levels; the corpus
 MAX_HEADER_ELEMENTS = 500_000
 
 
-def _convert_all(ds: Dataset, path: Path) -> None:
+MEMO_MAX_ENTRIES = 100_000  # distinct element values one scan remembers as converted (<= 1 KiB each)
+_MEMO_MAX_BYTES = 1024
+
+
+def _memo_key(item: Dataset, tag: BaseTag, charset: str) -> tuple | None:
+    """What converting the still-raw element ``tag`` depends on: its tag, VR, bytes, encoding and the
+    character set in force (``charset``). None for elements that are converted already or deferred,
+    sequences, private tags without an explicit VR, ambiguous VRs (resolved from other elements) and values over 1 KiB."""
+    raw = item.get_item(tag)
+    if not isinstance(raw, RawDataElement) or raw.value is None or len(raw.value) > _MEMO_MAX_BYTES:
+        return None
+    if tag.group == 0x0002 or (tag.is_private and raw.VR is None):
+        return None   # the implicit VR of a private tag depends on its creator
+    vr = raw.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return None
+    if vr == "SQ" or vr in AMBIGUOUS_VR or " or " in vr:
+        return None
+    return (int(tag), vr, raw.value, raw.is_implicit_VR, raw.is_little_endian, charset)
+
+
+def _convert_all(ds: Dataset, path: Path, memo: set | None = None) -> None:
     """Convert every element of ``ds`` now, sequences included (pydicom converts raw values lazily, so
     an invalid VR or value would otherwise raise far from here). Iterative with bounded depth and
     element count: pydicom's own ``walk`` recurses and re-formats the nested traceback at every level
-    when an element fails, which a small fuzzed file turned into a hang."""
+    when an element fails, which a small fuzzed file turned into a hang.
+
+    ``memo`` (one set per scan): the keys (:func:`_memo_key`) of element values already converted
+    without error. The files of a series repeat most of their header byte for byte (patient, study,
+    equipment, acquisition): such an element is left for pydicom to convert when it is used, which
+    gives the same value and cannot raise, since the same bytes under the same character set converted
+    before. Every distinct value is still converted once per scan."""
     stack: list[tuple[Dataset, int]] = [(ds, 0)]
+    charset = str(ds.original_character_set)
     count = 0
     while stack:
         item, depth = stack.pop()
         if depth > MAX_SEQUENCE_DEPTH:
             raise MedcolorError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels", where=path,
                                 hint="the header is corrupt or hostile; re-export the file")
+        # a nested item with a character set of its own is converted in full
+        use_memo = memo is not None and (depth == 0 or 0x00080005 not in item)
         for tag in list(item.keys()):
-            elem = item[tag]  # converts a raw element (raises for an invalid VR or value)
             count += 1
             if count > MAX_HEADER_ELEMENTS:
                 raise MedcolorError(f"header has more than {MAX_HEADER_ELEMENTS} elements", where=path,
                                     hint="the header is corrupt or hostile; re-export the file")
+            key = _memo_key(item, tag, charset) if use_memo else None
+            if key is not None and key in memo:
+                continue
+            elem = item[tag]  # converts a raw element (raises for an invalid VR or value)
+            if key is not None and len(memo) < MEMO_MAX_ENTRIES:
+                memo.add(key)
             if elem.VR == "SQ" and elem.value:
                 stack.extend((child, depth + 1) for child in elem.value)
 
 
-def read_header(path: Path, kind: str) -> DicomHeader:
+def read_header(path: Path, kind: str, memo: set | None = None) -> DicomHeader:
     """Read a DICOM header without pixel data. Raises SkipInput when the file parses but is not an
     image we colourise (DICOMDIR, no pixel data, colour, segmentation) and MedcolorError when it is
     unreadable or truncated."""
@@ -144,7 +186,7 @@ def read_header(path: Path, kind: str) -> DicomHeader:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
             # pydicom converts raw element values lazily: an invalid VR or value would otherwise raise
             # later, far from here; convert every element now (sequences included)
-            _convert_all(ds, path)
+            _convert_all(ds, path, memo)
             if getattr(ds, "file_meta", None) is not None:
                 _convert_all(ds.file_meta, path)
             ts = _resolved_syntax(ds)

@@ -99,8 +99,8 @@ def _round_iop(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
     return None if iop is None else tuple(round(v, 3) + 0.0 for v in iop)
 
 
-def _dicom_candidates(path: Path, kind: str, order: int) -> list[_Candidate]:
-    hdr = _dicom.read_header(path, kind)
+def _dicom_candidates(path: Path, kind: str, order: int, memo: set | None = None) -> list[_Candidate]:
+    hdr = _dicom.read_header(path, kind, memo)
     ds = hdr.dataset
     frames = _dicom.n_frames(ds)
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -291,11 +291,12 @@ def _scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
     files, outcomes = expand_inputs(inputs)
     groups: dict[tuple, list[_Candidate]] = defaultdict(list)
     others: list[tuple[int, Series]] = []
+    memo: set = set()  # element values this scan converted without error (see _dicom._convert_all)
     for order, path in enumerate(files):
         kind, extra = _sniff_kind(path)
         try:
             if kind == "dicom":
-                for c in _dicom_candidates(path, extra or "part10", order):
+                for c in _dicom_candidates(path, extra or "part10", order, memo):
                     groups[c.key].append(c)
             elif kind == "nifti":
                 others.append((order, _nifti_series(path)))
