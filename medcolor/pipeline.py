@@ -325,7 +325,8 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                     if e:
                         slice_status[indices[k]] = str(e)
                 if good:
-                    images = batch["image"][good].to(device=device, dtype=torch.float32)
+                    images = batch["image"] if len(good) == len(indices) else batch["image"][good]
+                    images = images.to(device=device, dtype=torch.float32)
                     if images.ndim == 3:
                         images = images.unsqueeze(1)
                     if table is not None:  # the whole slice on a finish thread

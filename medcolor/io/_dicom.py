@@ -522,6 +522,165 @@ def _decode_encapsulated(path: Path, index: int | None, tsu: _uid.UID, header_ds
     raise RuntimeError("; ".join(errors) if errors else "no decoder plug-in is installed for this transfer syntax")
 
 
+# Fast path for uncompressed little-endian grayscale frames: ``pydicom.pixels.pixel_array(path)``
+# re-parses the whole header (~2 ms for a CT slice) only to find where the pixel data starts. The header
+# parse the scan already did recorded the value offset of every element it read; the last of them ends
+# where that parse stopped, i.e. at the pixel data element. The bytes of the frame are then read
+# directly and given pydicom's treatment (dtype, unused high bits). Whenever anything is unusual the
+# fast path declines and pydicom decodes as before.
+
+_NATIVE_LE = frozenset((_uid.ImplicitVRLittleEndian, _uid.ExplicitVRLittleEndian))
+_PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # the (7FE0,0010) tag, little endian
+_PIXEL_STOP_TAGS = frozenset((0x7FE00010, 0x7FE00009, 0x7FE00008))  # where stop_before_pixels stops
+_MAX_TRAILING_ELEMENTS = 16  # elements re-parsed after the last recorded one before giving up
+
+
+def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
+    return tag in _PIXEL_STOP_TAGS
+
+
+def _element_tell(elem: Any) -> int | None:
+    """File offset of an element's value as the reader recorded it (None for elements made in memory)."""
+    tell = getattr(elem, "file_tell", None)  # DataElement
+    if tell is None:
+        tell = getattr(elem, "value_tell", None)  # RawDataElement (not converted yet)
+    return tell if isinstance(tell, int) else None
+
+
+def _pixel_element_start(fp: Any, ds: Dataset, implicit: bool) -> int | None:
+    """File offset of the tag that ended the stop-before-pixels parse of ``ds``'s file (the pixel data
+    element), or None when unsure. The top-level element read last is re-parsed with pydicom's own
+    element reader, which stops exactly where the header parse stopped."""
+    from pydicom.filereader import data_element_generator
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    elements = getattr(ds, "_dict", None)
+    if not isinstance(elements, dict):
+        return None
+    # the data set keeps its elements in the order they were read (a command set, group 0000, is added
+    # after them; an element set in memory has no offset): the last one read is normally the last with
+    # an offset. Any element of the top level will do, though: the parse onwards from it stops at the
+    # same place (checked below: the element must re-parse as itself)
+    last_tell, last_tag = -1, None
+    for tag, elem in reversed(elements.items()):
+        tell = _element_tell(elem)
+        if tell is not None and tag >> 16:
+            last_tell, last_tag = tell, int(tag)
+            break
+    if last_tag is None or last_tell < 8:
+        return None
+    tag_bytes = struct.pack("<HH", last_tag >> 16, last_tag & 0xFFFF)
+    first = max(0, last_tell - 12)
+    fp.seek(first)
+    head = fp.read(last_tell - first)
+    if len(head) != last_tell - first:
+        return None
+    starts = []
+    if implicit:
+        # implicit VR: tag + 4-byte length; a length whose low bytes read as a VR (two capitals) would
+        # make pydicom take the data set for explicit VR: leave such files to pydicom
+        vr = head[-4:-2]
+        if head[-8:-4] == tag_bytes and not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B):
+            starts.append(last_tell - 8)
+    else:
+        # explicit VR: tag + VR + 2 reserved + 4-byte length, or tag + VR + 2-byte length (also an element
+        # pydicom reads as implicit VR inside an explicit data set)
+        if len(head) == 12 and head[:4] == tag_bytes and head[4:6].decode("latin-1") in EXPLICIT_VR_LENGTH_32:
+            starts.append(last_tell - 12)
+        if head[-8:-4] == tag_bytes:
+            starts.append(last_tell - 8)
+    for start in starts:
+        fp.seek(start)
+        gen = data_element_generator(fp, implicit, True, stop_when=_stop_at_pixels, defer_size=256)
+        first_elem = next(gen, None)
+        if first_elem is None or int(first_elem.tag) != last_tag or _element_tell(first_elem) != last_tell:
+            continue
+        for count, _ in enumerate(gen, 1):  # normally none: the element read last is followed by pixel data
+            if count > _MAX_TRAILING_ELEMENTS:
+                return None
+        return fp.tell()
+    return None
+
+
+#: SamplesPerPixel, Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation
+_NATIVE_ATTRS = (0x00280002, 0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103)
+
+
+def _native_attr(ds: Dataset, tag: int, default: Any = None) -> Any:
+    """``ds[tag].value`` (``default`` when absent), without the keyword lookups of ``ds.get``."""
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return default
+    if not isinstance(elem, pydicom.dataelem.DataElement):
+        elem = ds[tag]  # converts a raw element
+    return elem.value
+
+
+def _read_native_frame(path: Path, ds: Dataset, tsu: _uid.UID, index: int | None) -> np.ndarray | None:
+    """The frame ``pydicom.pixels.pixel_array(path, index=index, transfer_syntax_uid=tsu)`` returns (same
+    dtype, same values, writeable), read without re-parsing the header, for Implicit/Explicit VR Little
+    Endian, one sample per pixel, MONOCHROME1/2, 8/16/32 bits allocated. None whenever the file is not
+    plainly such a file (the caller then asks pydicom, which also produces the error messages)."""
+    if tsu not in _NATIVE_LE:
+        return None
+    try:
+        values = [_native_attr(ds, tag) for tag in _NATIVE_ATTRS]
+        if not all(type(v) is int for v in values):  # noqa: E721 - a multi-valued or text value: pydicom decides
+            return None
+        spp, rows, cols, allocated, stored, pixrep = values
+        frames = _native_attr(ds, 0x00280008, 1)
+        if (spp != 1 or _native_attr(ds, 0x00280004) not in _MONO or allocated not in (8, 16, 32)
+                or not 1 <= stored <= allocated or pixrep not in (0, 1) or not 0 < rows <= 0xFFFF
+                or not 0 < cols <= 0xFFFF or not isinstance(frames, int) or isinstance(frames, bool)
+                or frames < 1):
+            return None
+        if index is None:
+            if frames != 1:
+                return None
+            k = 0
+        elif type(index) is int and 0 <= index < frames:  # noqa: E721
+            k = index
+        else:
+            return None
+        nbytes = rows * cols * (allocated // 8)
+        with open(path, "rb") as fp:
+            start = _pixel_element_start(fp, ds, tsu.is_implicit_VR)
+            if start is None:
+                return None
+            fp.seek(start)
+            head = fp.read(12)
+            if len(head) < 12 or head[:4] != _PIXEL_DATA_LE:
+                return None
+            if tsu.is_implicit_VR:
+                (length,) = struct.unpack("<L", head[4:8])
+                value_offset = start + 8
+            else:
+                if head[4:6] not in (b"OB", b"OW"):
+                    return None
+                (length,) = struct.unpack("<L", head[8:12])
+                value_offset = start + 12
+            end = value_offset + (k + 1) * nbytes
+            if length == 0xFFFFFFFF or (k + 1) * nbytes > length or end > os.fstat(fp.fileno()).st_size:
+                return None
+            fp.seek(value_offset + k * nbytes)
+            arr = np.empty((rows, cols), dtype=np.dtype(f"<{'ui'[pixrep]}{allocated // 8}"))
+            if fp.readinto(memoryview(arr).cast("B")) != nbytes:
+                return None
+    except Exception:  # noqa: BLE001 - anything unexpected: pydicom decodes (and reports) it
+        return None
+    if stored < allocated:
+        # pydicom's correct_unused_bits (on by default for native data): a left then a right shift by the
+        # unused bits, i.e. unsigned values lose the unused high bits (the same as masking them off, in
+        # one pass), signed values are sign-extended from bit BitsStored - 1
+        if pixrep == 0:
+            np.bitwise_and(arr, arr.dtype.type((1 << stored) - 1), out=arr)
+        else:
+            shift = allocated - stored
+            np.left_shift(arr, shift, out=arr)
+            np.right_shift(arr, shift, out=arr)
+    return arr
+
+
 def decode_frame(path: Path, header_ds: Dataset, frame: int | None) -> np.ndarray:
     """Stored values of one frame ([rows, cols], native dtype), decoding any supported syntax.
     Only the requested frame is decoded for multi-frame files."""
@@ -556,7 +715,9 @@ def decode_frame(path: Path, header_ds: Dataset, frame: int | None) -> np.ndarra
                     if tsu.is_encapsulated:
                         arr = _decode_encapsulated(path, index, tsu, header_ds)
                     else:
-                        arr = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
+                        arr = _read_native_frame(path, header_ds, tsu, index)
+                        if arr is None:
+                            arr = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
                 except MedcolorError:
                     raise
                 except _NOT_OURS:
