@@ -1,13 +1,17 @@
 """numba kernels behind :mod:`medcolor.valuetable` (private).
 
-Two passes over a slice, both single-threaded and releasing the GIL (the pipeline runs several slices
-at once on its own threads):
+All single-threaded and releasing the GIL (the pipeline runs several slices at once on its own threads):
 
-* :func:`index_values` - modality value -> table row (and the row's L), checking that every value is
-  an integer the table has (values beyond a clamped end share that end's row);
-* :func:`gather_measure` - table cell (row, texture level) -> 8-bit sRGB and the L* of that code,
-  accumulating the run report's measures in the same order and precision as
-  ``medcolor._fastcolor.measure`` does from the pixels, so the figures are the same.
+* :func:`colour_plain` - a table keyed on the value alone, one pass: value -> row -> 8-bit sRGB and
+  L_out, counting the pixels of each row (the report's measures are then sums over the rows);
+* with texture levels (many cells, so the per-cell tables stay small): :func:`index_values` (modality
+  value -> row and its L), :func:`texture_levels` (the fused 5×5 local-std pass) and
+  :func:`gather_measure` (cell -> sRGB and L_out, ΔL from the pixels' L_in).
+
+Values must be integers the table holds (values beyond a clamped end share that end's row).
+``gather_measure`` accumulates the measures in pixel order with the same operations and precision as
+``medcolor._fastcolor.measure`` uses on the written pixels (the same figures); ``colour_plain``'s
+per-row sums give them to float64 rounding (|ΔL| histogram, maximum and p99 exactly).
 """
 from __future__ import annotations
 
@@ -146,3 +150,37 @@ def texture_levels(L, size, scale, top, out):
             m = s1[j] * inv[j]
             var = max(s2[j] * inv[j] - m * m, 0.0)
             o[j] = np.float32(min(np.rint(np.sqrt(var) * scale), top))
+
+
+@_jit
+def colour_plain(x, lo, n, clamp_lo, clamp_hi, l_tab, rgb_tab, lout_tab, l_in, rgb, l_out, cell_counts):
+    """A table without texture levels, in one pass: value x[i] -> row (as ``index_values``; the row is the
+    cell) -> L_in, 8-bit sRGB and L_out from the tables, and ``cell_counts[row] += 1`` (the measures are
+    then sums over the few cells, not over the pixels). Returns False at the first value the table does
+    not hold (the outputs are then incomplete)."""
+    lo_f = np.float64(lo)
+    hi_f = np.float64(lo + n - 1)
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        if v < lo_f:
+            if not clamp_lo:
+                return False
+            c = 0
+        elif v > hi_f:
+            if not clamp_hi:
+                return False
+            c = n - 1
+        elif v == np.floor(v):
+            c = np.int64(v) - lo
+        else:
+            return False
+        l_in[i] = l_tab[c]
+        l_out[i] = lout_tab[c]
+        c3 = 3 * c
+        i3 = 3 * i
+        rgb[i3] = rgb_tab[c3]
+        rgb[i3 + 1] = rgb_tab[c3 + 1]
+        rgb[i3 + 2] = rgb_tab[c3 + 2]
+        cell_counts[c] += 1
+    return True
+

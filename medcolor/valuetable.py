@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medcolor.colorizers.base import Colorizer, PixelKeys, texture_level
+from medcolor.colorizers.base import Colorizer, PixelKeys
 from medcolor.types import Window
 from medcolor.windowing import window_to_l
 
@@ -57,6 +57,9 @@ class ValueTable:
     lout_tab: np.ndarray
     clamp_lo: bool
     clamp_hi: bool
+    #: tables without texture levels: per cell ΔL = L_out - L_in (float32, as the pixels' kernels compute
+    #: it), its |ΔL| histogram bin (0.01 wide, 1000 = the open last bin), rg = R - G and yb = (R + G)/2 - B
+    cell_stats: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = ()
 
     @property
     def n_levels(self) -> int:
@@ -77,24 +80,40 @@ class ValueTable:
         if x.ndim != 2:
             raise ValueError(f"expected one slice [H, W], got {x.shape}")
         h, w = x.shape
-        idx = np.empty(h * w, dtype=np.int32)
         l_in = np.empty((h, w), dtype=np.float32)
-        bad = fast.index_values(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab,
-                                idx, l_in.reshape(-1))
-        if bad:
-            return None
-        if self.n_levels > 1:
+        rgb = np.empty((h, w, 3), dtype=np.uint8)
+        l_out = np.empty((h, w), dtype=np.float32)
+        flat = (l_in.reshape(-1), rgb.reshape(-1), l_out.reshape(-1))
+        if self.n_levels == 1:
+            cell_counts = np.zeros(self.n_cells, dtype=np.int64)
+            if not fast.colour_plain(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab,
+                                     self.rgb_tab, self.lout_tab, *flat, cell_counts):
+                return None
+            return rgb, l_in, l_out, self._measures_from_cells(cell_counts, l_in, l_out)
+        else:  # the cells are many: |ΔL| from the pixels' L_in, streamed, instead of two more cell tables
+            idx = np.empty(h * w, dtype=np.int32)
+            if fast.index_values(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab,
+                                 idx, flat[0]):
+                return None
             level = np.empty((h, w), dtype=np.float32)
             fast.texture_levels(l_in, int(self.keys.texture_size), float(self.keys.texture_scale),
                                 float(self.n_levels - 1), level)
-            level = level.reshape(-1)
-        else:
-            level = np.zeros(1, dtype=np.float32)
-        rgb = np.empty((h, w, 3), dtype=np.uint8)
-        l_out = np.empty((h, w), dtype=np.float32)
-        sums = fast.gather_measure(idx, level, self.n_levels, self.rgb_tab, self.lout_tab, l_in.reshape(-1),
-                                   rgb.reshape(-1), l_out.reshape(-1), np.float32(100.0))
+            sums = fast.gather_measure(idx, level.reshape(-1), self.n_levels, self.rgb_tab, self.lout_tab, *flat,
+                                       np.float32(100.0))
         return rgb, l_in, l_out, measures_from_sums(l_in, l_out, *sums)
+
+    def _measures_from_cells(self, cell_counts: np.ndarray, l_in: np.ndarray, l_out: np.ndarray) -> dict[str, float]:
+        """The measures of a slice from how many of its pixels each cell holds: the per-cell ΔL, its
+        histogram bin and the opponent channels (``self.cell_stats``) weighted by the counts."""
+        from medcolor.metrics import measures_from_sums
+
+        used = np.flatnonzero(cell_counts)
+        n = cell_counts[used].astype(np.float64)
+        d, bins, rg, yb = (a[used] for a in self.cell_stats)
+        ad = np.abs(d).astype(np.float64)
+        counts = np.bincount(bins, weights=n, minlength=1001).astype(np.int64)
+        return measures_from_sums(l_in, l_out, float(n @ ad), float(ad.max(initial=0.0)), counts, float(n @ (ad * ad)),
+                                  float(n @ rg), float(n @ (rg * rg)), float(n @ yb), float(n @ (yb * yb)))
 
 
 def _ramp(window: Window, invert: bool, vmin: float, vmax: float) -> tuple[int, int, bool, bool] | None:
@@ -156,10 +175,17 @@ def build(colorizer: Colorizer, window: Window, invert: bool, sample: np.ndarray
             if ab.shape != (1, 2, 1, b - a):
                 return None   # not per pixel after all
             rgb[a:b] = color.lab_to_rgb8_hwc_numpy(L[0, 0].numpy(), np.ascontiguousarray(ab[0].numpy()))[0]
-    lout = color.rgb8_to_L_numpy(rgb.reshape(1, n_cells, 3))[0]
-    return ValueTable(lo=lo, n_rows=n_rows, keys=keys, l_tab=np.ascontiguousarray(l_tab, dtype=np.float32),
-                      rgb_tab=np.ascontiguousarray(rgb.reshape(-1)), lout_tab=np.ascontiguousarray(lout),
-                      clamp_lo=clamp_lo, clamp_hi=clamp_hi)
+    lout = np.ascontiguousarray(color.rgb8_to_L_numpy(rgb.reshape(1, n_cells, 3))[0])
+    l_tab = np.ascontiguousarray(l_tab, dtype=np.float32)
+    stats: tuple = ()
+    if n_levels == 1:
+        d = lout - l_tab                                        # float32, as the measuring kernels
+        q = np.abs(d) * color._LSTAR_CONSTS[5]
+        bins = np.where(q < 1000.0, q, 1000.0).astype(np.int64)
+        r, g, b = (rgb[:, k].astype(np.float64) for k in range(3))
+        stats = (d, bins, r - g, 0.5 * (r + g) - b)
+    return ValueTable(lo=lo, n_rows=n_rows, keys=keys, l_tab=l_tab, rgb_tab=np.ascontiguousarray(rgb.reshape(-1)),
+                      lout_tab=lout, clamp_lo=clamp_lo, clamp_hi=clamp_hi, cell_stats=stats)
 
 
 def describe(table: ValueTable | None) -> dict[str, Any]:

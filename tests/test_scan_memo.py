@@ -38,3 +38,17 @@ def test_a_bad_value_in_one_file_of_a_series_still_fails_that_file(tmp_path: Pat
     assert [len(s.slices) for s in found.series] == [len(list(CT_DIR.glob("*.dcm")))]
     bad = [o for o in found.outcomes if o.path.name == "zz_bad_vr.dcm"]
     assert len(bad) == 1 and bad[0].status == "failed" and "unreadable DICOM header" in bad[0].reason
+
+
+def test_expand_inputs_lists_each_file_once_through_links_and_repeats(tmp_path: Path) -> None:
+    from medcolor.io._scan import expand_inputs
+
+    d = tmp_path / "ct"
+    shutil.copytree(CT_DIR, d)
+    first = sorted(d.glob("*.dcm"))[0]
+    (tmp_path / "link.dcm").symlink_to(first)
+    (tmp_path / "linkdir").symlink_to(d, target_is_directory=True)
+    files, missing = expand_inputs([d, first, tmp_path / "link.dcm", tmp_path / "linkdir",
+                                    tmp_path / "ct" / ".." / "ct" / first.name, tmp_path / "nothing"])
+    assert sorted(p.name for p in files) == sorted(p.name for p in d.glob("*.dcm"))
+    assert [m.status for m in missing] == ["failed"]

@@ -55,9 +55,15 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     files: list[Path] = []
     missing: list[FileOutcome] = []
     seen: set[str] = set()
+    real_dirs: dict[str, str] = {}
 
     def add(p: Path) -> None:
-        key = os.path.realpath(p)
+        # realpath(p), with the folder's resolved once: only a file that is itself a link is resolved
+        parent = str(p.parent)
+        real_dir = real_dirs.get(parent)
+        if real_dir is None:
+            real_dir = real_dirs[parent] = os.path.realpath(parent)
+        key = os.path.realpath(p) if os.path.islink(p) else os.path.join(real_dir, p.name)
         if key not in seen:
             seen.add(key)
             files.append(p)
