@@ -54,6 +54,7 @@ def floor(folder: Path, out: Path | None) -> float:
     files = sorted(folder.glob("*.dcm"))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    os.sync()  # no earlier run's dirty pages written back while this one is timed
     t0 = time.perf_counter()
     for i, p in enumerate(files):
         src = pydicom.dcmread(p)
@@ -86,6 +87,7 @@ def medcolor_run(folder: Path, out: Path, method: str, ref: Path, window: str) -
            "--window", window, "--overwrite"]
     if method == "exemplar":
         cmd += ["--ref", str(ref)]
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0

@@ -7,7 +7,8 @@ inference, in one table, with the goals checked underneath.
 Input: a 512x512 CT series generated from real slices (``--source``, default ../shared/data's 30-slice
 chest CT if present, else sample_dicom/ct_chest) with ``make_series`` of benchmarks/pipeline_vs_floor.py,
 once with ``--small`` and once with ``--large`` slices. Everything runs on the CPU. The machine may be
-shared, so every timed measurement is repeated ``--repeats`` times and the fastest is kept.
+shared, so every timed measurement is repeated ``--repeats`` times and the fastest is kept; dirty pages
+are written back (``os.sync``) before each timed floor or run, so no run pays for an earlier one's writes.
 
 Rows
 * I/O floor (marginal): ``floor`` of pipeline_vs_floor.py -- pydicom read + pixel_array of every slice
@@ -114,6 +115,7 @@ def cli_run(folder: Path, out: Path, method: str, ref: Path) -> tuple[float, flo
            "--window", f"{WINDOW_W:g},{WINDOW_L:g}", "--overwrite"]
     cmd += {"exemplar": ["--ref", str(ref)], "cyclegan": ["--model", "meat"]}.get(method, [])
     with tempfile.TemporaryFile("w+") as log:
+        os.sync()  # no earlier run's dirty pages written back while this one is timed
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)

@@ -23,7 +23,7 @@ from medcolor import __version__, valuetable
 from medcolor.color import lab_to_rgb8, lab_to_rgb8_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.errors import MedcolorError
-from medcolor.io import SliceDataset, read_image_rgb, read_slice, scan
+from medcolor.io import SliceItems, read_image_rgb, read_slice, scan
 from medcolor.metrics import measure_rgb8, ssim
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
@@ -303,7 +303,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
 
     workers = options.reader_workers if len(series.slices) > options.batch_size else 0
     loader = torch.utils.data.DataLoader(
-        SliceDataset(series), batch_size=options.batch_size, num_workers=workers, shuffle=False,
+        SliceItems(series), batch_size=options.batch_size, num_workers=workers, shuffle=False,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
         persistent_workers=False)
     pending: list[Future] = []

@@ -6,7 +6,9 @@ Public API::
     read_slice(ref, series) -> np.ndarray float32 [rows, cols]  (modality values, HU for CT)
     read_image_rgb(path) -> (uint8 [H, W, 3] sRGB, sha256 hex of the file)
     MedcolorReader   monai.data.ImageReader for monai.transforms.LoadImage  (imported lazily)
-    SliceDataset     monai.data.Dataset of {"index", "image" [1,H,W], "error"} (imported lazily)
+    read_item(series, i) -> {"index": i, "image": float32 [1,H,W], "error": str}  (never raises for bad data)
+    SliceItems       read_item of every slice as a map-style dataset for torch's DataLoader
+    SliceDataset     the same as a monai.data.Dataset, with transforms (imported lazily)
 
 Inputs are never modified. MONOCHROME1 is never inverted here: ``Series.photometric`` says so and
 windowing inverts L. Errors are MedcolorError with a one-line message naming the file.
@@ -16,10 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from medcolor.io._images import sha256_file
-from medcolor.io._scan import ScanResult, expand_inputs, read_image_rgb, read_slice, scan
+from medcolor.io._scan import ScanResult, SliceItems, expand_inputs, read_image_rgb, read_item, read_slice, scan
 
-__all__ = ["ScanResult", "scan", "read_slice", "read_image_rgb", "expand_inputs", "sha256_file", "MedcolorReader",
-           "SliceDataset"]
+__all__ = ["ScanResult", "scan", "read_slice", "read_item", "SliceItems", "read_image_rgb", "expand_inputs",
+           "sha256_file", "MedcolorReader", "SliceDataset"]
 
 
 def __getattr__(name: str) -> Any:  # MONAI is heavy: import it only when the MONAI glue is used

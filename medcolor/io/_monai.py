@@ -20,7 +20,7 @@ from monai.data import Dataset, ImageReader
 
 from medcolor.errors import MedcolorError
 from medcolor.io import _dicom, _images, _nifti
-from medcolor.io._scan import read_slice, scan
+from medcolor.io._scan import read_item, read_slice, scan
 from medcolor.types import Series
 
 log = logging.getLogger("medcolor.io")
@@ -148,12 +148,5 @@ class SliceDataset(Dataset):
         super().__init__(data=list(range(len(series.slices))), transform=transform)
 
     def _transform(self, index: int) -> dict[str, Any]:
-        s = self.series
-        try:
-            image = read_slice(s.slices[index], s)[None]
-            error = ""
-        except MedcolorError as exc:
-            image = np.zeros((1, s.rows, s.columns), dtype=np.float32)
-            error = str(exc)
-        item = {"index": index, "image": image, "error": error}
+        item = read_item(self.series, index)
         return self.transform(item) if self.transform is not None else item

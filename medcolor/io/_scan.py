@@ -370,6 +370,34 @@ def read_slice(ref: SliceRef, series: Series) -> np.ndarray:
                             hint="the Modality LUT or rescale attributes are malformed") from None
 
 
+def read_item(series: Series, index: int) -> dict:
+    """Slice ``index`` of ``series`` as a batchable item ``{"index": i, "image": float32 [1, H, W],
+    "error": str}``: a slice that cannot be read does not raise, its item carries ``error`` (the one-line
+    MedcolorError message) and a zero image, so one bad slice does not stop a DataLoader batch; ``error``
+    is ``""`` for good slices. Other exceptions (bugs) propagate."""
+    try:
+        image = read_slice(series.slices[index], series)[None]
+        error = ""
+    except MedcolorError as exc:
+        image = np.zeros((1, series.rows, series.columns), dtype=np.float32)
+        error = str(exc)
+    return {"index": index, "image": image, "error": error}
+
+
+class SliceItems:
+    """``read_item`` of every slice of a series as a map-style dataset (``len`` and ``[i]``) for
+    ``torch.utils.data.DataLoader``; the MONAI flavour with transforms is ``SliceDataset``."""
+
+    def __init__(self, series: Series) -> None:
+        self.series = series
+
+    def __len__(self) -> int:
+        return len(self.series.slices)
+
+    def __getitem__(self, index: int) -> dict:
+        return read_item(self.series, int(index))
+
+
 def read_image_rgb(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     """uint8 [H,W,3] sRGB and the sha256 hex of the file bytes, for exemplar reference photos.
 
