@@ -52,3 +52,44 @@ def test_expand_inputs_lists_each_file_once_through_links_and_repeats(tmp_path: 
                                     tmp_path / "ct" / ".." / "ct" / first.name, tmp_path / "nothing"])
     assert sorted(p.name for p in files) == sorted(p.name for p in d.glob("*.dcm"))
     assert [m.status for m in missing] == ["failed"]
+
+
+def test_scan_with_a_helper_process_finds_what_a_serial_scan_finds(tmp_path: Path, monkeypatch) -> None:
+    """70 files (two series, a few bad files among them) scanned with the forked helper reading every
+    other chunk, and serially: the same series, slices in the same order, the same outcomes."""
+    from medcolor.io import _scan
+
+    src = tmp_path / "in"
+    src.mkdir()
+    sources = [pydicom.dcmread(p) for p in sorted(CT_DIR.glob("*.dcm"))]
+    series_uids = [pydicom.uid.generate_uid(), pydicom.uid.generate_uid()]
+    for i in range(66):
+        ds = sources[i % len(sources)]
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.SeriesInstanceUID = series_uids[i % 2]
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0.0, 0.0, -2.5 * i]
+        ds.save_as(src / f"{i:03d}.dcm")
+    (src / "010_notes.dcm").write_text("not dicom")
+    (src / "020_empty.dcm").write_bytes(b"")
+    data = (src / "030.dcm").read_bytes()
+    (src / "031_cut.dcm").write_bytes(data[:400])
+    (src / "040_zeros.dcm").write_bytes(b"\0" * 4096)
+
+    def summary(result):
+        return ([(s.series_instance_uid, [(r.path.name, r.frame) for r in s.slices]) for s in result.series],
+                [(o.path.name, o.status, o.reason) for o in result.outcomes])
+
+    calls = []
+    real = _scan._helper_pool
+
+    def spy():
+        calls.append(real())
+        return calls[-1]
+
+    monkeypatch.setattr(_scan, "_helper_pool", spy)
+    helped = summary(scan([src]))
+    monkeypatch.setattr(_scan, "PARALLEL_SCAN_MIN_FILES", 10 ** 9)
+    serial = summary(scan([src]))
+    assert len(calls) == 1 and calls[0] is not None and helped == serial
+    assert [len(s) for _, s in helped[0]] == [33, 33] and len(helped[1]) == 4
