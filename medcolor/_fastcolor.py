@@ -453,6 +453,27 @@ def delta_l_stats(l_in_flat: np.ndarray, rgb_flat: np.ndarray, lut: np.ndarray, 
 
 
 @_jit
+def _measure_pixel(sums, counts, d, r8, g8, b8, k100):
+    """One pixel's share of the run report's measures: ΔL ``d`` (float32) and its 8-bit RGB into ``sums``
+    = (|ΔL| sum, ΔL² sum, |ΔL| max (float32), rg, rg², yb, yb² sums) and the 0.01-wide |ΔL| histogram
+    ``counts``; returns the new ``sums``. Shared by every measuring kernel so that their figures agree."""
+    total, sse, dmax, s_rg, s_rg2, s_yb, s_yb2 = sums
+    sse += np.float64(d) * np.float64(d)
+    d = abs(d)
+    total += d
+    dmax = max(dmax, d)
+    q = d * k100
+    k = np.int64(q) if q < 1000.0 else 1000
+    counts[k] += 1
+    r = np.float64(r8)
+    g = np.float64(g8)
+    b = np.float64(b8)
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    return total, sse, dmax, s_rg + rg, s_rg2 + rg * rg, s_yb + yb, s_yb2 + yb * yb
+
+
+@_jit
 def _measure_kernel(l_in, rgb, lut, c, cbt):
     """One pass over an 8-bit sRGB image and the L* it should have: L*(rgb) (N,) float32; sum, max
     and a 1001-bin histogram (0.01 wide) of |ΔL| (float32 differences, as ``delta_l_kernel``); the sum
@@ -463,36 +484,15 @@ def _measure_kernel(l_in, rgb, lut, c, cbt):
     counts = np.zeros(1001, dtype=np.int64)
     kb = np.empty(_CHUNK, dtype=np.int32)
     k100 = c[5]
-    total = 0.0
-    sse = 0.0
-    dmax = np.float32(0.0)
-    s_rg = 0.0
-    s_rg2 = 0.0
-    s_yb = 0.0
-    s_yb2 = 0.0
+    sums = (0.0, 0.0, np.float32(0.0), 0.0, 0.0, 0.0, 0.0)
     for p0 in range(0, n, _CHUNK):
         m = min(_CHUNK, n - p0)
         blk = out[p0:p0 + m]
         _lstar_block(rgb, p0, m, lut, c, cbt, blk, kb)
         for j in range(m):
-            d = blk[j] - l_in[p0 + j]
-            sse += np.float64(d) * np.float64(d)
-            d = abs(d)
-            total += d
-            dmax = max(dmax, d)
-            q = d * k100
-            k = np.int64(q) if q < 1000.0 else 1000
-            counts[k] += 1
             i3 = 3 * (p0 + j)
-            r = np.float64(rgb[i3])
-            g = np.float64(rgb[i3 + 1])
-            b = np.float64(rgb[i3 + 2])
-            rg = r - g
-            yb = 0.5 * (r + g) - b
-            s_rg += rg
-            s_rg2 += rg * rg
-            s_yb += yb
-            s_yb2 += yb * yb
+            sums = _measure_pixel(sums, counts, blk[j] - l_in[p0 + j], rgb[i3], rgb[i3 + 1], rgb[i3 + 2], k100)
+    total, sse, dmax, s_rg, s_rg2, s_yb, s_yb2 = sums
     return out, total, dmax, counts, sse, s_rg, s_rg2, s_yb, s_yb2
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcolor._fastcolor import _jit
+from medcolor._fastcolor import _jit, _measure_pixel
 
 __all__ = ["index_values", "gather_measure"]
 
@@ -59,13 +59,7 @@ def gather_measure(idx, level, n_levels, rgb_tab, lout_tab, l_in, rgb, l_out, k1
     sums of the opponent channels rg, yb and their squares, as ``_fastcolor._measure_kernel``."""
     n = idx.shape[0]
     counts = np.zeros(1001, dtype=np.int64)
-    total = 0.0
-    sse = 0.0
-    dmax = np.float32(0.0)
-    s_rg = 0.0
-    s_rg2 = 0.0
-    s_yb = 0.0
-    s_yb2 = 0.0
+    sums = (0.0, 0.0, np.float32(0.0), 0.0, 0.0, 0.0, 0.0)
     textured = n_levels > 1
     for i in range(n):
         c = np.int64(idx[i])
@@ -81,23 +75,8 @@ def gather_measure(idx, level, n_levels, rgb_tab, lout_tab, l_in, rgb, l_out, k1
         rgb[i3] = r8
         rgb[i3 + 1] = g8
         rgb[i3 + 2] = b8
-        d = y - l_in[i]
-        sse += np.float64(d) * np.float64(d)
-        d = abs(d)
-        total += d
-        dmax = max(dmax, d)
-        q = d * k100
-        k = np.int64(q) if q < 1000.0 else 1000
-        counts[k] += 1
-        r = np.float64(r8)
-        g = np.float64(g8)
-        b = np.float64(b8)
-        rg = r - g
-        yb = 0.5 * (r + g) - b
-        s_rg += rg
-        s_rg2 += rg * rg
-        s_yb += yb
-        s_yb2 += yb * yb
+        sums = _measure_pixel(sums, counts, y - l_in[i], r8, g8, b8, k100)
+    total, sse, dmax, s_rg, s_rg2, s_yb, s_yb2 = sums
     return total, dmax, counts, sse, s_rg, s_rg2, s_yb, s_yb2
 
 

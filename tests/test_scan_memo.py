@@ -4,6 +4,7 @@ that file at scan time."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pydicom
@@ -88,6 +89,8 @@ def test_scan_with_a_helper_process_finds_what_a_serial_scan_finds(tmp_path: Pat
         return calls[-1]
 
     monkeypatch.setattr(_scan, "_helper_pool", spy)
+    # threads other tests left behind would (rightly) keep the helper off: this test forks with none
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     helped = summary(scan([src]))
     monkeypatch.setattr(_scan, "PARALLEL_SCAN_MIN_FILES", 10 ** 9)
     serial = summary(scan([src]))
