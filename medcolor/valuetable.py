@@ -116,7 +116,7 @@ class ValueTable:
                                   float(n @ rg), float(n @ (rg * rg)), float(n @ yb), float(n @ (yb * yb)))
 
 
-def _ramp(window: Window, invert: bool, vmin: float, vmax: float) -> tuple[int, int, bool, bool] | None:
+def _ramp(window: Window, vmin: float, vmax: float) -> tuple[int, int, bool, bool]:
     """(lo, n, clamp_lo, clamp_hi): the integers whose L the table holds. For a linear window the
     ramp between the saturated ends (plus one row each side, checked to be saturated); else (sRGB
     grays) the sample's integer range, unclamped."""
@@ -146,10 +146,7 @@ def build(colorizer: Colorizer, window: Window, invert: bool, sample: np.ndarray
     finite = s[np.isfinite(s)]
     if finite.size == 0 or finite.size != s.size or not np.all(finite == np.floor(finite)):
         return None
-    ramp = _ramp(window, invert, float(finite.min()), float(finite.max()))
-    if ramp is None:
-        return None
-    lo, n_rows, clamp_lo, clamp_hi = ramp
+    lo, n_rows, clamp_lo, clamp_hi = _ramp(window, float(finite.min()), float(finite.max()))
     n_levels = keys.texture_levels if keys.texture_size else 1
     n_cells = n_rows * n_levels
     if n_rows < 1 or n_cells > MAX_CELLS or n_cells > n_pixels // 2 or abs(lo) > 2 ** 31 - n_rows - 1:
