@@ -6,8 +6,10 @@ checked attribute by attribute, and every DICOM file is run through dciodvfy (di
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -539,9 +541,12 @@ def _latin1_series(tmp_path: Path) -> Series:
     ds = pydicom.dcmread(CT_FILES[0])
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.PatientName = "Müller^Jürgen"
-    src = tmp_path / "latin1.dcm"
-    ds.save_as(src, enforce_file_format=True)
-    return make_series([src], [pydicom.dcmread(src, stop_before_pixels=True)])
+    paths = []
+    for k in range(3):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        paths.append(tmp_path / f"latin1_{k}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return make_series(paths, [pydicom.dcmread(src, stop_before_pixels=True) for src in paths])
 
 
 @pytest.mark.parametrize("case", ["ct", "latin1", "deidentify", "image"])
@@ -553,7 +558,8 @@ def test_fast_instance_bytes_equal_pydicom_dcmwrite(tmp_path: Path, case: str) -
     if case == "latin1":
         series = _latin1_series(tmp_path)
     elif case == "image":
-        series = Series(kind="image", modality="OT", rows=33, columns=17, slices=[SliceRef(tmp_path / "a.png")])
+        series = Series(kind="image", modality="OT", rows=33, columns=17,
+                        slices=[SliceRef(tmp_path / "a.png", frame=k) for k in range(3)])
     else:
         series = make_series(CT_FILES[:3])
     writer = SecondaryCaptureWriter(tmp_path / "out", series, DERIVATION, 4, deidentify=case == "deidentify")
@@ -567,9 +573,29 @@ def test_fast_instance_bytes_equal_pydicom_dcmwrite(tmp_path: Path, case: str) -
         pydicom.dcmwrite(buf, ref, enforce_file_format=True)
         assert raw == buf.getvalue(), f"{case}: {path.name} differs from dcmwrite"
         assert np.array_equal(ds.pixel_array, rgb)
-    last = writer.template.dataset  # still holds the last instance's fields
-    last[0x7FE00010] = DataElement(0x7FE00010, "OB", images[-1].tobytes())
-    buf = pydicom.filebase.DicomBytesIO()
-    pydicom.dcmwrite(buf, last, enforce_file_format=True)
-    assert paths[-1].read_bytes() == buf.getvalue()
+    # after the first file the per-instance elements are encoded directly: the same bytes as the
+    # template's own dataset for those values, written by pydicom
+    assert writer._encoder is not None and writer._encoder._meta is not None
+    for k in (1, len(paths) - 1):
+        back = pydicom.dcmread(paths[k])
+        content = (None if case == "deidentify" else
+                   datetime.strptime(back.ContentDate + back.ContentTime, "%Y%m%d%H%M%S.%f"))
+        ds = writer.template.instance(sop_instance_uid=back.SOPInstanceUID, instance_number=k + 1,
+                                      sources=[series.slices[k]], content=content)
+        ds[0x7FE00010] = DataElement(0x7FE00010, "OB", images[k].tobytes())
+        buf = pydicom.filebase.DicomBytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        assert paths[k].read_bytes() == buf.getvalue()
     assert_valid(paths[0])
+    assert_valid(paths[-1])
+
+
+def test_direct_encoding_falls_back_to_pydicom_for_non_ascii_source_uids(tmp_path: Path) -> None:
+    """A source UID that is not plain ASCII (a malformed source) is written as pydicom writes it."""
+    series = make_series(CT_FILES[:3])
+    series.slices[2] = dataclasses.replace(series.slices[2], sop_instance_uid="1.2.3.\u00e9")
+    writer = SecondaryCaptureWriter(tmp_path / "out", series, DERIVATION, 4)
+    assert writer._encoder is None
+    paths, _ = write_series(writer, series)
+    back = pydicom.dcmread(paths[2])
+    assert back.SourceImageSequence[0].ReferencedSOPInstanceUID == "1.2.3.\u00e9"

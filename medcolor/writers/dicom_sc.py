@@ -89,6 +89,7 @@ _PIXEL_DATA_TAG = 0x7FE00010
 # set by RGBSecondaryCapture.instance() for a single-frame instance; every other element is the same
 # for the whole series and is encoded once (see _InstanceEncoder)
 _PER_INSTANCE_TAGS = frozenset({0x00080018, 0x00080023, 0x00080033, 0x00082112, 0x00200013})
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+\.dcm")
 _MAX_PIXEL_BYTES = 0xFFFFFFFE  # 32-bit explicit length, even
 
 # The whitelist: (keyword, VR, type in the SC IOD). Nothing else is ever copied from a source.
@@ -610,22 +611,30 @@ class RGBSecondaryCapture:
 
     # ----------------------------------------------------------------- per instance
 
-    def source_item(self, ref: SliceRef) -> Dataset | None:
-        """A SourceImageSequence item for ``ref`` (None when its UIDs are unknown)."""
+    def source_values(self, ref: SliceRef) -> tuple[str, str, int | None] | None:
+        """(ReferencedSOPClassUID, ReferencedSOPInstanceUID, ReferencedFrameNumber or None) of the
+        SourceImageSequence item for ``ref``; None when its UIDs are unknown."""
         ds = ref.dataset
         sop_class = ref.sop_class_uid or (ds.get("SOPClassUID") if ds is not None else None)
         sop_instance = ref.sop_instance_uid or (ds.get("SOPInstanceUID") if ds is not None else None)
         if not sop_class or not sop_instance:
             return None
-        item = Dataset()
-        item.ReferencedSOPClassUID = str(sop_class)
         sop_instance = str(sop_instance)
         if self.deidentifier is not None:
             sop_instance = self.deidentifier.uid(sop_instance)
-        item.ReferencedSOPInstanceUID = sop_instance
-        # only for a multi-frame source (dciodvfy: never for a single-frame SOP class)
-        if ref.frame is not None and (ds is None or "NumberOfFrames" in ds):
-            item.ReferencedFrameNumber = ref.frame + 1
+        # a frame number only for a multi-frame source (dciodvfy: never for a single-frame SOP class)
+        frame = ref.frame + 1 if ref.frame is not None and (ds is None or "NumberOfFrames" in ds) else None
+        return str(sop_class), sop_instance, frame
+
+    def source_item(self, ref: SliceRef) -> Dataset | None:
+        """A SourceImageSequence item for ``ref`` (None when its UIDs are unknown)."""
+        values = self.source_values(ref)
+        if values is None:
+            return None
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID, frame = values
+        if frame is not None:
+            item.ReferencedFrameNumber = frame
         return item
 
     def instance(self, *, sop_instance_uid: str, instance_number: int, sources: Sequence[SliceRef],
@@ -686,6 +695,9 @@ class _InstanceEncoder:
         fixed = correct_ambiguous_vr(Dataset({t: e for t, e in dataset.items() if t not in _PER_INSTANCE_TAGS
                                               and t != _PIXEL_DATA_TAG}), True)
         self.encodings = dataset.get("SpecificCharacterSet", "iso8859")
+        self._meta: tuple[bytes, bytes] | None = None   # see prepare_direct
+        self._segments: list[bytes] = []
+        self._constant: dict[int, bytes] = {}
         self.fixed = {tag: self._encode(fixed[tag]) for tag in fixed.keys()
                       if not (tag.element == 0 and tag.group > 6)}
 
@@ -709,6 +721,73 @@ class _InstanceEncoder:
     @staticmethod
     def pixel_header(n_bytes: int) -> bytes:
         return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, n_bytes + (n_bytes & 1))
+
+    def prepare_direct(self, first_header: bytes, dataset: Dataset, content_set: bool) -> None:
+        """Ready :meth:`direct` from the first instance's ``header`` bytes (written by pydicom) and
+        its ``dataset``: the file meta around its Media Storage SOP Instance UID, and the series-constant
+        elements between the per-instance ones. ``content_set``: whether ContentDate/Time change
+        per instance (else they are the template's, encoded once)."""
+        meta_start = 128 + 4
+        (meta_length,) = struct.unpack_from("<I", first_header, meta_start + 8)
+        meta = first_header[meta_start + 12:meta_start + 12 + meta_length]
+        uid_elem = _short(0x00020003, b"UI", _ui_bytes(str(dataset.file_meta.MediaStorageSOPInstanceUID)))
+        at = meta.find(uid_elem)
+        if at < 0 or meta.find(uid_elem, at + 1) >= 0:
+            return  # not the layout expected: every instance through pydicom
+        self._meta = (meta[:at], meta[at + len(uid_elem):])
+        self._constant = {} if content_set else {t: self.fixed_or_encoded(dataset, t)
+                                                 for t in (0x00080023, 0x00080033)}
+        cuts = sorted(_PER_INSTANCE_TAGS)
+        self._segments = [b"".join(self.fixed[t] for t in sorted(self.fixed)
+                                   if (i == 0 or t > cuts[i - 1]) and (i == len(cuts) or t < cuts[i]))
+                          for i in range(len(cuts) + 1)]
+
+    def fixed_or_encoded(self, dataset: Dataset, tag: int) -> bytes:
+        return self._encode(dataset[tag]) if tag in dataset else b""
+
+    def direct(self, sop_instance_uid: str, instance_number: int, content: datetime | None,
+               source: tuple[str, str, int | None] | None) -> bytes | None:
+        """The same bytes as :meth:`header` of the dataset ``RGBSecondaryCapture.instance`` would give for
+        these per-instance values, encoded here without building it; None when a value is not plain
+        ASCII (then use :meth:`header`), or before :meth:`prepare_direct` succeeded."""
+        if self._meta is None:
+            return None
+        texts = [sop_instance_uid] + (list(source[:2]) if source is not None else [])
+        if not all(t.isascii() and "\\" not in t for t in texts):
+            return None
+        uid = _ui_bytes(sop_instance_uid)
+        meta = self._meta[0] + _short(0x00020003, b"UI", uid) + self._meta[1]
+        if content is not None:
+            date = _short(0x00080023, b"DA", _text_bytes(content.strftime("%Y%m%d")))
+            time = _short(0x00080033, b"TM", _text_bytes(content.strftime("%H%M%S.%f")))
+        else:
+            date, time = self._constant[0x00080023], self._constant[0x00080033]
+        sources = b""
+        if source is not None:
+            sop_class, sop_instance, frame = source
+            body = (_short(0x00081150, b"UI", _ui_bytes(sop_class)) + _short(0x00081155, b"UI", _ui_bytes(sop_instance))
+                    + (_short(0x00081160, b"IS", _text_bytes(str(frame))) if frame is not None else b""))
+            item = struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+            sources = struct.pack("<HH2sHI", 0x0008, 0x2112, b"SQ", 0, len(item)) + item
+        seg = self._segments
+        return b"".join((b"\x00" * 128, b"DICM", _short(0x00020000, b"UL", struct.pack("<I", len(meta))), meta,
+                         seg[0], _short(0x00080018, b"UI", uid), seg[1], date, seg[2], time, seg[3], sources,
+                         seg[4], _short(0x00200013, b"IS", _text_bytes(str(instance_number))), seg[5]))
+
+
+def _short(tag: int, vr: bytes, value: bytes) -> bytes:
+    """An explicit VR little endian element with a 2-byte length (UI, UL, DA, TM, IS, ...)."""
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+
+def _ui_bytes(uid: str) -> bytes:
+    value = uid.encode("ascii")
+    return value + b"\x00" if len(value) & 1 else value
+
+
+def _text_bytes(text: str) -> bytes:
+    value = text.encode("ascii")
+    return value + b" " if len(value) & 1 else value
 
 
 # --------------------------------------------------------------------------- the writer
@@ -809,13 +888,20 @@ class SecondaryCaptureWriter(CloseOnSuccess):
         if self.multiframe:
             self._spool_frame(index, ref, rgb)
             return None
-        final = self._final(f"IM{index + 1:05d}.dcm")
-        refuse_existing(final, self.overwrite)
-        ds = self.template.instance(sop_instance_uid=generate_uid(), instance_number=index + 1,
-                                    sources=[ref], content=_now())
-        if self._encoder is None:
-            self._encoder = _InstanceEncoder(ds)
-        header = self._encoder.header(ds)
+        final = self._final(f"IM{index + 1:05d}.dcm")  # an existing file is refused by _write_file
+        uid, content = generate_uid(), (_now() if self._deidentifier is None else None)
+        header = None
+        if self._encoder is not None:  # the per-instance elements encoded directly (same bytes)
+            header = self._encoder.direct(uid, index + 1, content, self.template.source_values(ref))
+        if header is None:
+            ds = self.template.instance(sop_instance_uid=uid, instance_number=index + 1, sources=[ref],
+                                        content=content)
+            if self._encoder is None:
+                self._encoder = _InstanceEncoder(ds)
+                header = self._encoder.header(ds)
+                self._encoder.prepare_direct(header, ds, content is not None)
+            else:
+                header = self._encoder.header(ds)
         pixels = memoryview(np.ascontiguousarray(rgb)).cast("B")
 
         def pixel_writer(fp: BinaryIO) -> None:
@@ -858,7 +944,11 @@ class SecondaryCaptureWriter(CloseOnSuccess):
     # ----------------------------------------------------------------- internals
 
     def _final(self, name: str) -> Path:
-        return checked_path(self.out_dir, self.directory / name)
+        # the directory was checked to be inside out_dir (checked_path) when the writer was made; a
+        # counter-built file name stays in it, and a link at that name is replaced, never followed
+        if not _PLAIN_NAME.fullmatch(name):
+            raise ValueError(f"not a plain output file name: {name!r}")
+        return self.directory / name
 
     def _write_file(self, final: Path, ds: Dataset | bytes, pixel_writer: Any = None) -> None:
         """Write ``final`` under a temporary name; it is published with the series at close().
