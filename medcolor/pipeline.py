@@ -23,7 +23,7 @@ from medcolor import __version__, valuetable
 from medcolor.color import lab_to_rgb8, lab_to_rgb8_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.errors import MedcolorError
-from medcolor.io import SliceItems, read_image_rgb, read_slice, scan
+from medcolor.io import SliceItems, read_image_rgb, read_item, read_slice, reads_by_file_io, scan
 from medcolor.metrics import measure_rgb8, ssim
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
@@ -301,8 +301,11 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                 L_enc, ab = ab[:, :1].clamp(0.0, 100.0), ab[:, 1:].contiguous()
         return L, L_enc, ab
 
-    workers = options.reader_workers if len(series.slices) > options.batch_size else 0
-    loader = torch.utils.data.DataLoader(
+    # uncompressed slices on the value table: each slice is read, coloured and measured on a finish thread
+    # (the read is file I/O, so no reader process and no hand-over of every slice from it)
+    direct = table is not None and reads_by_file_io(series)
+    workers = options.reader_workers if len(series.slices) > options.batch_size and not direct else 0
+    loader = [] if direct else torch.utils.data.DataLoader(
         SliceItems(series), batch_size=options.batch_size, num_workers=workers, shuffle=False,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
         persistent_workers=False)
@@ -310,12 +313,18 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
     per_slice: dict[int, dict[str, Any]] = {}
     t_compute = 0.0
     ok = False
-    # The main thread windows and colours; two "finish" threads encode to 8-bit RGB and measure it (numba
-    # and OpenCV kernels that release the GIL); one thread writes (pydicom). They overlap with each other
-    # and with the reader process.
+    # Batches from the reader process: the main thread windows and colours, two "finish" threads encode to
+    # 8-bit RGB and measure it (numba and OpenCV kernels that release the GIL); one thread writes. They
+    # overlap with each other and with the reader process. Direct: the finish threads read too.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="medcolor-finish") as finish_pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-writer") as write_pool:
         try:
+            for index in range(len(series.slices)) if direct else ():
+                pending.append(finish_pool.submit(_read_values, series, index, table, general, per_slice,
+                                                  slice_status, write_pool, writers))
+                while len(pending) > 2 * options.batch_size:  # bound memory held by queued slices
+                    pending.pop(0).result().result()
+                progress("advance", label=result.label, n=1)
             for batch in loader:
                 t1 = time.perf_counter()
                 indices = [int(i) for i in batch["index"]]
@@ -378,6 +387,22 @@ def _finish_job(L: torch.Tensor, L_enc: torch.Tensor, ab: torch.Tensor, j: int) 
     if L.device.type == "cpu":
         return Lj[0, 0].numpy(), Ej[0, 0].numpy(), abj[0].numpy(), None
     return Lj[0, 0].cpu().numpy(), None, None, _encode_hwc(Ej, abj)
+
+
+def _read_values(series: Series, index: int, table: valuetable.ValueTable, general, per_slice: dict,
+                 slice_status: dict[int, str], write_pool: ThreadPoolExecutor, writers) -> Future:
+    """On a finish thread: read slice ``index`` and ``_finish_values`` it; a slice that cannot be read
+    gets its reason in ``slice_status`` (and a done future: nothing to write)."""
+    item = read_item(series, index)
+    if item["error"]:
+        slice_status[index] = item["error"]
+        return _NOTHING
+    return _finish_values(index, item["image"][0], table, general, per_slice, write_pool, writers,
+                          series.slices[index])
+
+
+_NOTHING: Future = Future()
+_NOTHING.set_result(None)
 
 
 def _finish_values(index: int, values: np.ndarray, table: valuetable.ValueTable, general, per_slice: dict,

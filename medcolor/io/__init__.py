@@ -7,6 +7,7 @@ Public API::
     read_image_rgb(path) -> (uint8 [H, W, 3] sRGB, sha256 hex of the file)
     MedcolorReader   monai.data.ImageReader for monai.transforms.LoadImage  (imported lazily)
     read_item(series, i) -> {"index": i, "image": float32 [1,H,W], "error": str}  (never raises for bad data)
+    reads_by_file_io(series) -> bool  (uncompressed DICOM: a reader thread is enough)
     SliceItems       read_item of every slice as a map-style dataset for torch's DataLoader
     SliceDataset     the same as a monai.data.Dataset, with transforms (imported lazily)
 
@@ -18,9 +19,18 @@ from __future__ import annotations
 from typing import Any
 
 from medcolor.io._images import sha256_file
-from medcolor.io._scan import ScanResult, SliceItems, expand_inputs, read_image_rgb, read_item, read_slice, scan
+from medcolor.io._scan import (
+    ScanResult,
+    SliceItems,
+    expand_inputs,
+    read_image_rgb,
+    read_item,
+    read_slice,
+    reads_by_file_io,
+    scan,
+)
 
-__all__ = ["ScanResult", "scan", "read_slice", "read_item", "SliceItems", "read_image_rgb", "expand_inputs",
+__all__ = ["ScanResult", "scan", "read_slice", "read_item", "reads_by_file_io", "SliceItems", "read_image_rgb", "expand_inputs",
            "sha256_file", "MedcolorReader", "SliceDataset"]
 
 

@@ -616,6 +616,12 @@ def _native_attr(ds: Dataset, tag: int, default: Any = None) -> Any:
     return elem.value
 
 
+def is_native_le(ds: Dataset) -> bool:
+    """Whether ``ds``'s pixel data is uncompressed little endian: read by plain file I/O (which releases
+    the GIL), not decoded."""
+    return _resolved_syntax(ds) in _NATIVE_LE
+
+
 def _read_native_frame(path: Path, ds: Dataset, tsu: _uid.UID, index: int | None) -> np.ndarray | None:
     """The frame ``pydicom.pixels.pixel_array(path, index=index, transfer_syntax_uid=tsu)`` returns (same
     dtype, same values, writeable), read without re-parsing the header, for Implicit/Explicit VR Little

@@ -433,6 +433,15 @@ def read_slice(ref: SliceRef, series: Series) -> np.ndarray:
                             hint="the Modality LUT or rescale attributes are malformed") from None
 
 
+def reads_by_file_io(series: Series) -> bool:
+    """Whether reading a slice of ``series`` is mostly file I/O (uncompressed little-endian DICOM, judged
+    by its first slice), so a reader thread serves as well as a reader process, without the process's
+    cost of handing every slice over."""
+    first = series.slices[0] if series.slices else None
+    return series.kind == "dicom" and first is not None and first.dataset is not None and \
+        _dicom.is_native_le(first.dataset)
+
+
 def read_item(series: Series, index: int) -> dict:
     """Slice ``index`` of ``series`` as a batchable item ``{"index": i, "image": float32 [1, H, W],
     "error": str}``: a slice that cannot be read does not raise, its item carries ``error`` (the one-line
