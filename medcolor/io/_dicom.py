@@ -119,24 +119,23 @@ MEMO_MAX_ENTRIES = 100_000  # distinct element values one scan remembers as conv
 _MEMO_MAX_BYTES = 1024
 
 
-def _memo_key(item: Dataset, tag: BaseTag, charset: str) -> tuple | None:
-    """What converting the still-raw element ``tag`` depends on: its tag, VR, bytes, encoding and the
-    character set in force (``charset``). None for elements that are converted already or deferred,
-    sequences, private tags without an explicit VR, ambiguous VRs (resolved from other elements) and values over 1 KiB."""
-    raw = item.get_item(tag)
-    if not isinstance(raw, RawDataElement) or raw.value is None or len(raw.value) > _MEMO_MAX_BYTES:
+def _memo_key(raw: RawDataElement, charset: str) -> tuple | None:
+    """What converting the still-raw element ``raw`` depends on: its tag, VR, bytes, encoding and the
+    character set in force (``charset``). None for deferred values, sequences, private tags without an
+    explicit VR, ambiguous VRs (resolved from other elements) and values over 1 KiB."""
+    value, vr, tag = raw.value, raw.VR, int(raw.tag)
+    if value is None or len(value) > _MEMO_MAX_BYTES or tag >> 16 == 0x0002:
         return None
-    if tag.group == 0x0002 or (tag.is_private and raw.VR is None):
-        return None   # the implicit VR of a private tag depends on its creator
-    vr = raw.VR
     if vr is None:
+        if (tag >> 16) & 1:
+            return None   # the implicit VR of a private tag depends on its creator
         try:
             vr = dictionary_VR(tag)
         except KeyError:
             return None
     if vr == "SQ" or vr in AMBIGUOUS_VR or " or " in vr:
         return None
-    return (int(tag), vr, raw.value, raw.is_implicit_VR, raw.is_little_endian, charset)
+    return (tag, vr, value, raw.is_implicit_VR, raw.is_little_endian, charset)
 
 
 def _convert_all(ds: Dataset, path: Path, memo: set | None = None) -> None:
@@ -160,14 +159,20 @@ def _convert_all(ds: Dataset, path: Path, memo: set | None = None) -> None:
                                 hint="the header is corrupt or hostile; re-export the file")
         # a nested item with a character set of its own is converted in full
         use_memo = memo is not None and (depth == 0 or 0x00080005 not in item)
-        for tag in list(item.keys()):
+        # pydicom's element store (tag -> raw or converted element), read directly: the public
+        # item.get_item(tag) costs more than the memo lookup it serves
+        store = getattr(item, "_dict", None)
+        entries = list(store.items()) if isinstance(store, dict) else [(t, item.get_item(t)) for t in item.keys()]
+        for tag, raw in entries:
             count += 1
             if count > MAX_HEADER_ELEMENTS:
                 raise MedcolorError(f"header has more than {MAX_HEADER_ELEMENTS} elements", where=path,
                                     hint="the header is corrupt or hostile; re-export the file")
-            key = _memo_key(item, tag, charset) if use_memo else None
-            if key is not None and key in memo:
-                continue
+            key = None
+            if use_memo and type(raw) is RawDataElement:
+                key = _memo_key(raw, charset)
+                if key is not None and key in memo:
+                    continue
             elem = item[tag]  # converts a raw element (raises for an invalid VR or value)
             if key is not None and len(memo) < MEMO_MAX_ENTRIES:
                 memo.add(key)
