@@ -15,9 +15,9 @@ from tests.conftest import CT_DIR
 
 def test_memo_gives_the_same_datasets(tmp_path: Path) -> None:
     files = sorted(CT_DIR.glob("*.dcm"))
-    memo: set = set()
+    memo = _dicom.ScanMemo()
     with_memo = [_dicom.read_header(p, "part10", memo).dataset for p in files]
-    assert memo  # the series' shared values were remembered
+    assert memo.values  # the series' shared values were remembered
     plain = [_dicom.read_header(p, "part10").dataset for p in files]
     for a, b in zip(with_memo, plain):
         assert a == b  # pydicom compares converted values, element by element

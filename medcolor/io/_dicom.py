@@ -28,6 +28,7 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from medcolor.errors import MedcolorError, SkipInput
+from medcolor.io._header import SequenceCache, read_header_fast
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -119,6 +120,16 @@ MEMO_MAX_ENTRIES = 100_000  # distinct element values one scan remembers as conv
 _MEMO_MAX_BYTES = 1024
 
 
+class ScanMemo:
+    """What one scan remembers from file to file: the element values it converted without error
+    (``values``, see :func:`_convert_all`) and the undefined-length sequences it read (``sequences``, see
+    :mod:`medcolor.io._header`)."""
+
+    def __init__(self) -> None:
+        self.values: set = set()
+        self.sequences = SequenceCache()
+
+
 def _memo_key(raw: RawDataElement, charset: str) -> tuple | None:
     """What converting the still-raw element ``raw`` depends on: its tag, VR, bytes, encoding and the
     character set in force (``charset``). None for deferred values, sequences, private tags without an
@@ -180,18 +191,26 @@ def _convert_all(ds: Dataset, path: Path, memo: set | None = None) -> None:
                 stack.extend((child, depth + 1) for child in elem.value)
 
 
-def read_header(path: Path, kind: str, memo: set | None = None) -> DicomHeader:
+def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHeader:
     """Read a DICOM header without pixel data. Raises SkipInput when the file parses but is not an
     image we colourise (DICOMDIR, no pixel data, colour, segmentation) and MedcolorError when it is
-    unreadable or truncated."""
+    unreadable or truncated. ``memo``: shared by the files of one scan (faster, same headers)."""
     lenient = kind == "raw"
     try:
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
+            ds = None
+            if not lenient:
+                try:
+                    ds = read_header_fast(fp, memo.sequences if memo is not None else None)
+                except Exception:  # noqa: BLE001 - pydicom's own reading below says what is wrong
+                    ds = None
+            if ds is None:  # not the plain little-endian case, or a problem: pydicom's own reading
+                fp.seek(0)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
             # pydicom converts raw element values lazily: an invalid VR or value would otherwise raise
             # later, far from here; convert every element now (sequences included)
-            _convert_all(ds, path, memo)
+            _convert_all(ds, path, memo.values if memo is not None else None)
             if getattr(ds, "file_meta", None) is not None:
                 _convert_all(ds.file_meta, path)
             ts = _resolved_syntax(ds)

@@ -105,7 +105,7 @@ def _round_iop(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
     return None if iop is None else tuple(round(v, 3) + 0.0 for v in iop)
 
 
-def _dicom_candidates(path: Path, kind: str, order: int, memo: set | None = None) -> list[_Candidate]:
+def _dicom_candidates(path: Path, kind: str, order: int, memo: _dicom.ScanMemo | None = None) -> list[_Candidate]:
     hdr = _dicom.read_header(path, kind, memo)
     ds = hdr.dataset
     frames = _dicom.n_frames(ds)
@@ -296,10 +296,10 @@ def scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
 #: a scan of at least this many files reads every other chunk of files in one forked helper process
 PARALLEL_SCAN_MIN_FILES = 64
 _SCAN_CHUNK = 16
-_helper_memo: set = set()   # the helper process's memo of converted values (see _dicom._convert_all)
+_helper_memo = _dicom.ScanMemo()   # the helper process's memo (see _dicom.ScanMemo)
 
 
-def _classify(order: int, path: Path, memo: set) -> tuple[list[_Candidate], Series | None, FileOutcome | None]:
+def _classify(order: int, path: Path, memo: _dicom.ScanMemo) -> tuple[list[_Candidate], Series | None, FileOutcome | None]:
     """One input file -> its DICOM candidates, or a NIfTI/plain-image series, or the outcome of a file that
     is in no series (skipped or failed with a one-line reason). Never raises for a bad file."""
     kind, extra = _sniff_kind(path)
@@ -349,7 +349,7 @@ def _classify_all(files: list[Path]):
     file after another; for many files a forked helper process reads every other chunk of files while
     this one reads the rest (the helper's results come back pickled, which costs this process about a
     sixth of reading the file itself)."""
-    memo: set = set()  # element values this scan converted without error (see _dicom._convert_all)
+    memo = _dicom.ScanMemo()  # values converted and sequences read by this scan
     items = list(enumerate(files))
     pool = _helper_pool() if len(files) >= PARALLEL_SCAN_MIN_FILES else None
     if pool is None:
