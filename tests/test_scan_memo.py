@@ -96,3 +96,20 @@ def test_scan_with_a_helper_process_finds_what_a_serial_scan_finds(tmp_path: Pat
     serial = summary(scan([src]))
     assert len(calls) == 1 and calls[0] is not None and helped == serial
     assert [len(s) for _, s in helped[0]] == [33, 33] and len(helped[1]) == 4
+
+
+def test_a_helper_result_whose_file_changed_is_classified_again(tmp_path: Path) -> None:
+    """The helper hands back fast-path headers without their datasets; the scan reads them again, and
+    classifies the file afresh when that is no longer possible (here: the file was cut short)."""
+    from medcolor.io import _scan
+
+    src = tmp_path / "a.dcm"
+    shutil.copy(sorted(CT_DIR.glob("*.dcm"))[0], src)
+    (result,) = _scan._classify_chunk([(0, src)])
+    assert result[0] and all(c.ref.dataset is None for c in result[0])
+    restored = _scan._restore(result, 0, src, _dicom.ScanMemo())
+    assert restored[0][0].ref.dataset == pydicom.dcmread(src, stop_before_pixels=True)
+    (result,) = _scan._classify_chunk([(0, src)])
+    src.write_bytes(src.read_bytes()[:300])
+    cands, series, outcome = _scan._restore(result, 0, src, _dicom.ScanMemo())
+    assert not cands and outcome is not None and outcome.status == "failed"

@@ -50,6 +50,7 @@ class DicomHeader:
     has_pixels: bool
     pixel_length: int | None = None    # value length of the pixel data element (None: encapsulated)
     pixel_value_offset: int | None = None  # file offset of its value (None when unknown, e.g. deflate)
+    fast: bool = False                 # read by medcolor.io._header (reread_header can read it again)
 
 
 class _DecoderTracebackFilter(logging.Filter):
@@ -205,6 +206,7 @@ def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHea
                     ds = read_header_fast(fp, memo.sequences if memo is not None else None)
                 except Exception:  # noqa: BLE001 - pydicom's own reading below says what is wrong
                     ds = None
+            fast = ds is not None
             if ds is None:  # not the plain little-endian case, or a problem: pydicom's own reading
                 fp.seek(0)
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
@@ -268,11 +270,23 @@ def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHea
         meta = ds.file_meta
     if not meta.get("TransferSyntaxUID"):
         meta.TransferSyntaxUID = _uid.UID(ts)  # in-memory only: the input file is never modified
-    header = DicomHeader(ds, ts, has_pixels, length, offset)
+    header = DicomHeader(ds, ts, has_pixels, length, offset, fast)
     _check_pixel_attributes(ds, path)
     _check_sizes(header, path)
     _check_rescale(ds, path)
     return header
+
+
+def reread_header(path: Path, memo: ScanMemo | None = None) -> Dataset | None:
+    """The header of a file ``read_header`` read (and checked) before on the fast path, read again the same
+    way, without converting or checking it again; None when that is no longer possible (the file
+    changed): then ``read_header`` it."""
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_header_fast(fp, memo.sequences if memo is not None else None)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _int_attr(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int | None:

@@ -140,14 +140,15 @@ def _walk(b: _Buffer, pos: int, implicit: bool, sequences: SequenceCache | None,
     elements: dict[BaseTag, RawDataElement | DataElement] = {}
     encoding: str | list[str] = default_encoding
     first = True
+    buf = b.buf
     while True:
-        p = b.have(pos, 8)
-        if p < 0:
-            if b.eof and pos == len(b.buf) and not meta:
-                return elements, encoding, pos   # the file ends after a whole element
-            return None
-        pos = p
-        buf = b.buf
+        if pos + 12 > len(buf):  # (12: the longest element header) top the buffer up
+            p = b.have(pos, 8)
+            if p < 0:
+                if b.eof and pos == len(b.buf) and not meta:
+                    return elements, encoding, pos   # the file ends after a whole element
+                return None
+            pos, buf = p, b.buf
         group, elem = _HH(buf, pos)
         tag = group << 16 | elem
         if meta:
@@ -157,10 +158,9 @@ def _walk(b: _Buffer, pos: int, implicit: bool, sequences: SequenceCache | None,
             return elements, encoding, pos
         elif group <= 2 or tag == _ITEM_DELIMITER:
             return None   # a command set, meta elements in the data set, a stray delimiter
-        looks_explicit = 0x41 <= buf[pos + 4] <= 0x5A and 0x41 <= buf[pos + 5] <= 0x5A
         if implicit:
-            if first and looks_explicit:
-                return None   # pydicom would switch to explicit VR, with a warning
+            if first and 0x41 <= buf[pos + 4] <= 0x5A and 0x41 <= buf[pos + 5] <= 0x5A:
+                return None   # looks explicit: pydicom would switch to explicit VR, with a warning
             vr = None
             (length,) = _L(buf, pos + 4)
             start = pos + 8
@@ -170,10 +170,11 @@ def _walk(b: _Buffer, pos: int, implicit: bool, sequences: SequenceCache | None,
             if vr is None:
                 return None
             if code in _LONG_VR:
-                p = b.have(pos, 12)
-                if p < 0:
-                    return None
-                pos, buf = p, b.buf
+                if pos + 12 > len(buf):
+                    p = b.have(pos, 12)
+                    if p < 0:
+                        return None
+                    pos, buf = p, b.buf
                 (length,) = _L(buf, pos + 8)
                 start = pos + 12
             else:
@@ -188,13 +189,15 @@ def _walk(b: _Buffer, pos: int, implicit: bool, sequences: SequenceCache | None,
             if got is None:
                 return None
             seq, value_tell, pos = got
+            buf = b.buf
             elements[btag] = DataElement(btag, vr, seq, value_tell, is_undefined_length=True)
             continue
-        p = b.have(start, length)
-        if p < 0:
-            return None   # the value runs past the end of the file
-        start = p
-        value = b.buf[start:start + length] if length else empty_value_for_VR(vr, raw=True)
+        if start + length > len(buf):
+            p = b.have(start, length)
+            if p < 0:
+                return None   # the value runs past the end of the file
+            start, buf = p, b.buf
+        value = buf[start:start + length] if length else empty_value_for_VR(vr, raw=True)
         if tag == 0x00080005:
             encoding = convert_encodings(convert_string(value or b"", True))
         elements[btag] = RawDataElement(btag, vr, length, value, b.base + start, implicit, True)
