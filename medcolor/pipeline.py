@@ -2,8 +2,9 @@
 
 ``run(inputs, options)`` is the one entry point the CLI uses. Per series it reads a few slices to resolve
 the window and to let the backend build its series-level state, then streams every slice through a
-MONAI DataLoader (reader worker processes), colours batches on the chosen device, and hands 8-bit RGB
-to the writers on a writer thread, so reading, computing and writing overlap.
+torch DataLoader (a reader worker process), colours batches on the chosen device, and hands 8-bit RGB
+to the writers on a writer thread, so reading, computing and writing overlap. An uncompressed series on a
+value table skips the reader process: two finish threads read, colour and measure each slice.
 """
 from __future__ import annotations
 
