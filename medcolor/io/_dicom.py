@@ -24,7 +24,6 @@ from pydicom import uid as _uid
 from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from medcolor.errors import MedcolorError, SkipInput
