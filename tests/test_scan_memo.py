@@ -3,13 +3,14 @@ data sets as converting every element of every file, and a bad value in one file
 that file at scan time."""
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
 
 import pydicom
 
-from medcolor.io import _dicom, scan
+from medcolor.io import _dicom, _header, scan
 from tests.conftest import CT_DIR
 
 
@@ -111,5 +112,17 @@ def test_a_helper_result_whose_file_changed_is_classified_again(tmp_path: Path) 
     assert restored[0][0].ref.dataset == pydicom.dcmread(src, stop_before_pixels=True)
     (result,) = _scan._classify_chunk([(0, src)])
     src.write_bytes(src.read_bytes()[:300])
+    cands, series, outcome = _scan._restore(result, 0, src, _dicom.ScanMemo())
+    assert not cands and outcome is not None and outcome.status == "failed"
+    # rewritten with an invalid value but still readable on the fast path: not taken unchecked
+    shutil.copy(sorted(CT_DIR.glob("*.dcm"))[0], src)
+    (result,) = _scan._classify_chunk([(0, src)])
+    data = src.read_bytes()
+    i = data.index(b"\x18\x00\x50\x00DS")  # SliceThickness made a 3-byte UL: parses, fails conversion
+    n = int.from_bytes(data[i + 6:i + 8], "little")
+    src.write_bytes(data[:i + 4] + b"UL\x03\x00\x01\x02\x03" + data[i + 8 + n:])
+    with open(src, "rb") as fp:
+        assert _header.read_header_fast(fp) is not None
+    os.utime(src, ns=(1, 1))
     cands, series, outcome = _scan._restore(result, 0, src, _dicom.ScanMemo())
     assert not cands and outcome is not None and outcome.status == "failed"

@@ -100,6 +100,7 @@ class _Candidate:
     order: int                 # index of the file in discovery order
     orientation: tuple[float, ...] | None = None
     fast_header: bool = False  # the header came from _dicom's fast path (so reread_header reads it)
+    header_mtime: float | None = None  # the file's mtime when a helper read it (see _classify_chunk)
 
 
 def _round_iop(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
@@ -333,6 +334,7 @@ def _classify_chunk(chunk: list[tuple[int, Path]]) -> list:
             cands, series, outcome = _classify(order, path, _helper_memo)
             if cands and all(c.fast_header for c in cands):
                 for c in cands:
+                    c.header_mtime = getattr(c.ref.dataset, "timestamp", None)
                     c.ref.dataset = None
             out.append((cands, series, outcome))
         return out
@@ -345,8 +347,8 @@ def _restore(result, order: int, path: Path, memo: _dicom.ScanMemo):
     if not cands or cands[0].ref.dataset is not None:
         return result
     ds = _dicom.reread_header(path, memo)
-    if ds is None:
-        return _classify(order, path, memo)
+    if ds is None or cands[0].header_mtime is None or getattr(ds, "timestamp", None) != cands[0].header_mtime:
+        return _classify(order, path, memo)   # the file changed since the helper checked it
     for c in cands:
         c.ref.dataset = ds
     return result
