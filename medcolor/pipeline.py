@@ -323,8 +323,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
             for index in range(len(series.slices)) if direct else ():
                 pending.append(finish_pool.submit(_read_values, series, index, table, general, per_slice,
                                                   slice_status, write_pool, writers))
-                while len(pending) > 2 * options.batch_size:  # bound memory held by queued slices
-                    pending.pop(0).result().result()
+                _drain(pending, 2 * options.batch_size)
                 progress("advance", label=result.label, n=1)
             for batch in loader:
                 t1 = time.perf_counter()
@@ -352,8 +351,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                             pending.append(finish_pool.submit(_finish_slice, index, *_finish_job(L, L_enc, ab, j),
                                                               per_slice, write_pool, writers, series.slices[index]))
                 t_compute += time.perf_counter() - t1
-                while len(pending) > 4 * options.batch_size:  # bound memory held by queued slices
-                    pending.pop(0).result().result()
+                _drain(pending, 4 * options.batch_size)
                 progress("advance", label=result.label, n=len(indices))
             for fut in pending:
                 fut.result().result()
@@ -388,6 +386,13 @@ def _finish_job(L: torch.Tensor, L_enc: torch.Tensor, ab: torch.Tensor, j: int) 
     if L.device.type == "cpu":
         return Lj[0, 0].numpy(), Ej[0, 0].numpy(), abj[0].numpy(), None
     return Lj[0, 0].cpu().numpy(), None, None, _encode_hwc(Ej, abj)
+
+
+def _drain(pending: list[Future], limit: int) -> None:
+    """Wait for the oldest queued slices (finished and written) until at most ``limit`` remain: bounds the
+    memory held by slices in flight."""
+    while len(pending) > limit:
+        pending.pop(0).result().result()
 
 
 def _read_values(series: Series, index: int, table: valuetable.ValueTable, general, per_slice: dict,

@@ -199,12 +199,7 @@ def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHea
     try:
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = None
-            if not lenient:
-                try:
-                    ds = read_header_fast(fp, memo.sequences if memo is not None else None)
-                except Exception:  # noqa: BLE001 - pydicom's own reading below says what is wrong
-                    ds = None
+            ds = None if lenient else _fast_header(fp, memo)
             fast = ds is not None
             if ds is None:  # not the plain little-endian case, or a problem: pydicom's own reading
                 fp.seek(0)
@@ -283,7 +278,16 @@ def reread_header(path: Path, memo: ScanMemo | None = None) -> Dataset | None:
     try:
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return read_header_fast(fp, memo.sequences if memo is not None else None)
+            return _fast_header(fp, memo)
+    except OSError:
+        return None
+
+
+def _fast_header(fp, memo: ScanMemo | None) -> Dataset | None:  # noqa: ANN001
+    """``io._header.read_header_fast`` of the open file, with the scan's sequence cache; None where it
+    declines or anything goes wrong (pydicom's own reading then says what)."""
+    try:
+        return read_header_fast(fp, memo.sequences if memo is not None else None)
     except Exception:  # noqa: BLE001
         return None
 

@@ -735,15 +735,12 @@ class _InstanceEncoder:
         if at < 0 or meta.find(uid_elem, at + 1) >= 0:
             return  # not the layout expected: every instance through pydicom
         self._meta = (meta[:at], meta[at + len(uid_elem):])
-        self._constant = {} if content_set else {t: self.fixed_or_encoded(dataset, t)
+        self._constant = {} if content_set else {t: self._encode(dataset[t]) if t in dataset else b""
                                                  for t in (0x00080023, 0x00080033)}
         cuts = sorted(_PER_INSTANCE_TAGS)
         self._segments = [b"".join(self.fixed[t] for t in sorted(self.fixed)
                                    if (i == 0 or t > cuts[i - 1]) and (i == len(cuts) or t < cuts[i]))
                           for i in range(len(cuts) + 1)]
-
-    def fixed_or_encoded(self, dataset: Dataset, tag: int) -> bytes:
-        return self._encode(dataset[tag]) if tag in dataset else b""
 
     def direct(self, sop_instance_uid: str, instance_number: int, content: datetime | None,
                source: tuple[str, str, int | None] | None) -> bytes | None:
@@ -893,15 +890,15 @@ class SecondaryCaptureWriter(CloseOnSuccess):
         header = None
         if self._encoder is not None:  # the per-instance elements encoded directly (same bytes)
             header = self._encoder.direct(uid, index + 1, content, self.template.source_values(ref))
-        if header is None:
+        if header is None:  # the first file, or a value direct() leaves to pydicom
             ds = self.template.instance(sop_instance_uid=uid, instance_number=index + 1, sources=[ref],
                                         content=content)
-            if self._encoder is None:
+            first = self._encoder is None
+            if first:
                 self._encoder = _InstanceEncoder(ds)
-                header = self._encoder.header(ds)
+            header = self._encoder.header(ds)
+            if first:
                 self._encoder.prepare_direct(header, ds, content is not None)
-            else:
-                header = self._encoder.header(ds)
         pixels = memoryview(np.ascontiguousarray(rgb)).cast("B")
 
         def pixel_writer(fp: BinaryIO) -> None:
