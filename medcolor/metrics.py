@@ -6,8 +6,11 @@ Conventions: 2-D images are numpy arrays ``[H, W]``; 8-bit colour images are num
 * :func:`measure_slice` - the run report's figures of one slice, from its windowed L, the written 8-bit
   colour and that colour's L*: |ΔL| (the promise that no structure is invented), PSNR and SSIM of L,
   colourfulness. The one implementation for every path of ``medcolor run``.
-* :func:`ssim` - ``skimage.metrics.structural_similarity`` with its defaults (7x7 uniform window, sample
-  covariance, K1 0.01, K2 0.03): SSIM of L in ``medcolor run`` and of RGB in ``medcolor evaluate``.
+* :func:`ssim` - the SSIM of ``skimage.metrics.structural_similarity`` with its defaults (7x7 uniform
+  window, sample covariance, K1 0.01, K2 0.03, the 3-pixel border cropped) -- the definition ``medcolor
+  evaluate`` scores with skimage itself -- for one 2-D image pair, computed with OpenCV's box filter: about
+  a quarter of skimage's cost per 512x512 slice (``benchmarks/ssim_ab.py`` prints both), the same value to
+  float rounding (tested against skimage).
 * :func:`colourfulness` - Hasler & Suesstrunk (2003), "Measuring colourfulness in natural images",
   Proc. SPIE 5007: ``M = sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2)`` with
   ``rg = R - G`` and ``yb = (R + G) / 2 - B`` on 0..255 values.
@@ -20,15 +23,11 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import peak_signal_noise_ratio
 
 from medcolor.color import rgb8_to_L
 
 __all__ = ["measure_slice", "lightness", "ssim", "colourfulness", "colorfulness", "summarize"]
-
-#: opponent channels (rg, yb) of Hasler & Suesstrunk as a matrix over (R, G, B)
-_OPPONENT = np.array([[1.0, 0.5], [-1.0, 0.5], [0.0, -1.0]], dtype=np.float32)
-
 
 def _check_rgb8(rgb8: np.ndarray) -> np.ndarray:
     arr = np.asarray(rgb8)
@@ -46,19 +45,55 @@ def lightness(rgb8: np.ndarray) -> np.ndarray:
 def colourfulness(rgb8: np.ndarray) -> float:
     """Hasler & Suesstrunk (2003) colourfulness M of an 8-bit sRGB image ``[H, W, 3]`` (0 for gray
     images; about 15 "slightly", 33 "moderately", 59 "quite", 82 "highly", 109 "extremely" colourful)."""
-    arr = _check_rgb8(rgb8)
-    opp = arr.reshape(-1, 3).astype(np.float32) @ _OPPONENT          # [N, 2]: rg, yb
-    mean, std = (v.ravel() for v in cv2.meanStdDev(opp.reshape(-1, 1, 2)))
-    return math.hypot(std[0], std[1]) + 0.3 * math.hypot(mean[0], mean[1])
+    r, g, b = (c.astype(np.int16) for c in np.moveaxis(_check_rgb8(rgb8), -1, 0))
+    (m_rg, s_rg), (m_yb2, s_yb2) = ((float(v[0, 0]) for v in cv2.meanStdDev(x)) for x in (r - g, r + g - 2 * b))
+    return math.hypot(s_rg, s_yb2 / 2) + 0.3 * math.hypot(m_rg, m_yb2 / 2)     # yb = (r + g - 2 b) / 2
 
 
 colorfulness = colourfulness
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float, channel_axis: int | None = None) -> float:
-    """Mean structural similarity of ``b`` against ``a`` (same shape; at least 7x7), as
-    ``skimage.metrics.structural_similarity`` with its default window (7x7 uniform)."""
-    return float(structural_similarity(a, b, data_range=data_range, channel_axis=channel_axis))
+_SSIM_WIN = 7
+_SSIM_BORDER = (_SSIM_WIN - 1) // 2
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Mean structural similarity of the 2-D images ``b`` and ``a`` (same shape, at least 7x7), as
+    ``skimage.metrics.structural_similarity(a, b, data_range=data_range)`` (see the module docstring)."""
+    x, y = (np.asarray(v, dtype=np.float32) for v in (a, b))
+    if x.shape != y.shape or x.ndim != 2 or min(x.shape) < _SSIM_WIN:
+        raise ValueError(f"ssim needs two 2-D images of the same shape, at least 7x7; got {x.shape}, {y.shape}")
+
+    def mean(z: np.ndarray) -> np.ndarray:   # 7x7 window means (the border is cropped below)
+        return cv2.boxFilter(z, -1, (_SSIM_WIN, _SSIM_WIN), borderType=cv2.BORDER_REFLECT)
+
+    ux, uy, uxx, uyy, uxy = mean(x), mean(y), mean(x * x), mean(y * y), mean(x * y)
+    cov_norm = np.float32(_SSIM_WIN ** 2 / (_SSIM_WIN ** 2 - 1))       # sample covariance
+    c1, c2 = np.float32((0.01 * data_range) ** 2), np.float32((0.03 * data_range) ** 2)
+    # skimage's formula with its rounding, in place (every full-size temporary costs page faults):
+    # A1 = 2 ux uy + c1, A2 = 2 vxy + c2, B1 = ux² + uy² + c1, B2 = vx + vy + c2, S = A1 A2 / (B1 B2)
+    a1 = ux * uy
+    uxy -= a1
+    uxy *= cov_norm
+    uxy *= 2
+    uxy += c2                                    # A2
+    a1 *= 2
+    a1 += c1                                     # A1
+    ux *= ux
+    uy *= uy
+    uxx -= ux
+    uyy -= uy
+    uxx *= cov_norm
+    uyy *= cov_norm
+    uxx += uyy
+    uxx += c2                                    # B2
+    ux += uy
+    ux += c1                                     # B1
+    a1 *= uxy
+    ux *= uxx
+    a1 /= ux                                     # S
+    p = _SSIM_BORDER
+    return float(a1[p:-p, p:-p].mean(dtype=np.float64))
 
 
 def measure_slice(l_in: np.ndarray, rgb8: np.ndarray, l_out: np.ndarray | None = None) -> dict[str, float]:
@@ -70,16 +105,16 @@ def measure_slice(l_in: np.ndarray, rgb8: np.ndarray, l_out: np.ndarray | None =
     ``|l_out - l_in|``; ``psnr_l`` and ``ssim_l`` (:func:`ssim`) of ``l_out`` against ``l_in`` (data range
     100; PSNR inf when they are equal; SSIM only for slices of at least 7x7, else NaN);
     ``colourfulness`` of ``rgb8``."""
-    l_in = np.asarray(l_in, dtype=np.float32)
+    l_in = np.ascontiguousarray(l_in, dtype=np.float32)
     rgb8 = _check_rgb8(rgb8)
-    l_out = lightness(rgb8) if l_out is None else np.asarray(l_out, dtype=np.float32)
+    l_out = lightness(rgb8) if l_out is None else np.ascontiguousarray(l_out, dtype=np.float32)
     if l_in.shape != rgb8.shape[:2] or l_out.shape != l_in.shape:
         raise ValueError(f"L {l_in.shape} and L* {l_out.shape} do not match rgb8 {rgb8.shape}")
-    d = np.abs(l_out - l_in).ravel()
+    d = cv2.absdiff(l_out, l_in).ravel()
     k = max(math.ceil(0.99 * d.size) - 1, 0)
-    dmax = float(d.max())
-    return {"delta_l_mean": float(d.mean(dtype=np.float64)), "delta_l_p99": float(np.partition(d, k)[k]),
-            "delta_l_max": dmax,
+    dmax, dmean = float(d.max()), float(d.mean(dtype=np.float64))
+    d.partition(k)                               # in place: d is this function's own
+    return {"delta_l_mean": dmean, "delta_l_p99": float(d[k]), "delta_l_max": dmax,
             "psnr_l": math.inf if dmax == 0.0 else float(peak_signal_noise_ratio(l_in, l_out, data_range=100.0)),
             "ssim_l": ssim(l_in, l_out, 100.0) if min(l_in.shape) >= 7 else math.nan,
             "colourfulness": colourfulness(rgb8)}

@@ -339,7 +339,8 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
     result.timings["prepare_s"] = time.perf_counter() - t_start
     t_slices = time.perf_counter()
     per_slice: dict[int, dict[str, Any]] = {}
-    pool = ThreadPoolExecutor(max_workers=_pool_threads(), thread_name_prefix="medcolor-slice")
+    pool = ThreadPoolExecutor(max_workers=_pool_threads(), thread_name_prefix="medcolor-slice",
+                              initializer=_pool_thread_init, initargs=(torch.get_num_threads(),))
     pending: deque[tuple[int, Future]] = deque()
 
     def collect(limit: int) -> None:
@@ -418,6 +419,12 @@ def _batched(chain: _Chain, options: RunOptions, device: torch.device, pool: Thr
         l_in = L[:, 0].cpu().numpy()
         for j, k in enumerate(good):
             yield indices[k], pool.submit(chain.finish, indices[k], l_in[j], rgb[j])
+
+
+def _pool_thread_init(torch_threads: int) -> None:
+    """torch's thread count is per OS thread (OpenMP): a pool thread takes the caller's (one while a
+    per-pixel backend runs, see ``_threads``), not OpenMP's default of every core."""
+    torch.set_num_threads(torch_threads)
 
 
 def _pool_threads() -> int:

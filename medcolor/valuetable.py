@@ -67,11 +67,13 @@ class ValueTable:
         """The row of every value (intp, same shape), or None when a value is not in the table."""
         x = np.asarray(values, dtype=np.float32)
         lo, hi = self.lo, self.lo + self.n_rows - 1
-        if not np.array_equal(x, np.floor(x)):        # a fraction, or NaN
-            return None
         if (not self.clamp_lo and x.min(initial=lo) < lo) or (not self.clamp_hi and x.max(initial=hi) > hi):
             return None
-        return (np.clip(x, lo, hi) - np.float32(lo)).astype(np.intp)
+        off = np.clip(x, lo, hi)
+        off -= np.float32(lo)                         # exact: integers below 2**24
+        with np.errstate(invalid="ignore"):           # NaN: any row, refused below
+            row = off.astype(np.intp)
+        return row if np.array_equal(row, off) else None   # a fraction, or NaN
 
     def apply(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """One slice of modality values ``[H, W]`` -> ``(L_in [H,W] float32, rgb8 [H,W,3] uint8, L_out [H,W]

@@ -65,15 +65,29 @@ def test_measure_slice_on_tiny_slices():
         l_in[:1, :1], rgb[:1, :1])["delta_l_max"]
 
 
-def test_ssim_is_skimage_with_its_defaults():
+def test_ssim_is_skimages_default_ssim():
+    """The run's SSIM is skimage's structural_similarity with its defaults (what medcolor evaluate uses),
+    computed with OpenCV's box filter: the same value to float rounding -- no farther from skimage's
+    float64 result than skimage's own float32 result is (plus 1e-5), whatever the sizes and values."""
     rng = np.random.default_rng(0)
-    noise = rng.random((96, 80)).astype(np.float32) * 100
-    smooth = cv2.GaussianBlur(noise, (0, 0), 3)
-    assert metrics.ssim(noise, smooth, 100) == structural_similarity(noise, smooth, data_range=100)
-    assert metrics.ssim(smooth, smooth, 100) == pytest.approx(1.0)
-    rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    assert metrics.ssim(rgb, rgb[::-1], 255, channel_axis=-1) == structural_similarity(
-        rgb, rgb[::-1], data_range=255, channel_axis=-1)
+    for shape in [(512, 512), (96, 80), (7, 7), (7, 40), (37, 523)]:
+        noise = (rng.random(shape) * 100).astype(np.float32)
+        smooth = cv2.GaussianBlur(noise, (0, 0), 3)
+        quant = (np.round(smooth * 2.55) / 2.55).astype(np.float32)     # 8-bit quantisation of L
+        for a, b in [(noise, smooth), (smooth, quant), (smooth, smooth * np.float32(0.5) + np.float32(20)),
+                     (noise, noise)]:
+            for data_range in (100.0, 255.0, 1.0):
+                ref = structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=data_range)
+                tol = abs(structural_similarity(a, b, data_range=data_range) - ref) + 1e-5
+                assert metrics.ssim(a, b, data_range) == pytest.approx(ref, abs=tol), (shape, data_range)
+    ct = (rng.random((64, 70)) * 4000 - 1000).astype(np.float32)             # raw CT numbers, float64 view
+    ct2 = ct + rng.normal(0, 30, ct.shape).astype(np.float32)
+    v1, v2 = ct.astype(np.float64)[::2, ::-1], ct2.astype(np.float64)[::2, ::-1]
+    assert metrics.ssim(v1, v2, 4000) == pytest.approx(structural_similarity(v1, v2, data_range=4000), abs=2e-6)
+    with pytest.raises(ValueError):
+        metrics.ssim(noise[:6, :6], noise[:6, :6], 100)
+    with pytest.raises(ValueError):
+        metrics.ssim(noise, noise[:-1], 100)
 
 
 def test_colourfulness():
