@@ -175,13 +175,14 @@ def colour_series(series: Series, number: int, options: RunOptions, colorizer: C
 
 @contextlib.contextmanager
 def _threads(colorizer: Colorizer, device: torch.device) -> Iterator[None]:
-    """On the CPU, one torch and one OpenCV thread per pool thread while a per-pixel backend runs (the
-    pool spreads the slices over the cores); a network keeps torch's threads for its batches."""
+    """Thread counts for one series. OpenCV: one (the pool threads already spread the slices over the
+    cores). torch on the main thread: a network keeps every core for its batches; with a per-pixel backend
+    the main thread only prepares the series, on one core fewer than there are (as many OpenMP threads as
+    cores stall whenever another process holds one of them)."""
     saved = torch.get_num_threads(), cv2.getNumThreads()
-    if device.type == "cpu":
-        if not colorizer.batched:
-            torch.set_num_threads(1)
-        cv2.setNumThreads(1)
+    if device.type == "cpu" and not colorizer.batched:
+        torch.set_num_threads(max(1, cpu_count() - 1))
+    cv2.setNumThreads(1)
     try:
         yield
     finally:
@@ -340,7 +341,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
     t_slices = time.perf_counter()
     per_slice: dict[int, dict[str, Any]] = {}
     pool = ThreadPoolExecutor(max_workers=_pool_threads(), thread_name_prefix="medcolor-slice",
-                              initializer=_pool_thread_init, initargs=(torch.get_num_threads(),))
+                              initializer=torch.set_num_threads, initargs=(1,))
     pending: deque[tuple[int, Future]] = deque()
 
     def collect(limit: int) -> None:
@@ -421,14 +422,9 @@ def _batched(chain: _Chain, options: RunOptions, device: torch.device, pool: Thr
             yield indices[k], pool.submit(chain.finish, indices[k], l_in[j], rgb[j])
 
 
-def _pool_thread_init(torch_threads: int) -> None:
-    """torch's thread count is per OS thread (OpenMP): a pool thread takes the caller's (one while a
-    per-pixel backend runs, see ``_threads``), not OpenMP's default of every core."""
-    torch.set_num_threads(torch_threads)
-
-
 def _pool_threads() -> int:
-    """Threads of the per-slice pool: one per CPU core the process may use."""
+    """Threads of the per-slice pool: one per CPU core the process may use. Each runs torch on one thread
+    (torch's thread count is per OS thread: a new thread would otherwise take one per core)."""
     return max(1, cpu_count())
 
 
