@@ -11,8 +11,8 @@ integers (CT in HU, most MR and X-ray), every step after reading is a function o
 :func:`build` runs the pipeline's own stage functions (handed over as ``chain``) on every key the series
 can produce: the integers of the window's ramp (values below or above it give the same L as its ends, so
 they share the end rows) times the texture levels. :meth:`ValueTable.apply` then colours a slice by
-look-up: value -> row -> L_in; (row, texture level of L_in) -> cell -> rgb8 and L_out. It is pure and
-thread-safe. The output is the general path's (tested); a slice with a value the table does not hold
+look-up (``medcolor._gather``, a small numba kernel): value -> row -> L_in; (row, texture level of L_in) ->
+cell -> rgb8 and L_out. It is pure and thread-safe. The output is the general path's (tested); a slice with a value the table does not hold
 (not an integer, NaN, beyond an unclamped end) makes :meth:`ValueTable.apply` return None and the caller
 takes the general path for that slice.
 
@@ -63,27 +63,23 @@ class ValueTable:
     def n_cells(self) -> int:
         return self.n_rows * self.n_levels
 
-    def rows(self, values: np.ndarray) -> np.ndarray | None:
-        """The row of every value (intp, same shape), or None when a value is not in the table."""
-        x = np.asarray(values, dtype=np.float32)
-        lo, hi = self.lo, self.lo + self.n_rows - 1
-        if (not self.clamp_lo and x.min(initial=lo) < lo) or (not self.clamp_hi and x.max(initial=hi) > hi):
-            return None
-        off = np.clip(x, lo, hi)
-        off -= np.float32(lo)                         # exact: integers below 2**24
-        with np.errstate(invalid="ignore"):           # NaN: any row, refused below
-            row = off.astype(np.intp)
-        return row if np.array_equal(row, off) else None   # a fraction, or NaN
-
     def apply(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """One slice of modality values ``[H, W]`` -> ``(L_in [H,W] float32, rgb8 [H,W,3] uint8, L_out [H,W]
         float32)``; None when a value is not in the table (the caller takes the general path)."""
-        row = self.rows(values)
-        if row is None:
+        from medcolor import _gather
+
+        x = np.ascontiguousarray(values, dtype=np.float32)
+        shape = x.shape
+        row = np.empty(x.size, dtype=np.intp)
+        l_in = np.empty(shape, dtype=np.float32)
+        if not _gather.rows(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab, row,
+                            l_in.reshape(-1)):
             return None
-        l_in = self.l_tab.take(row)
-        cell = row if self.levels is None else row * self.n_levels + self.levels(l_in)
-        return l_in, self.rgb_tab.take(cell, axis=0), self.lout_tab.take(cell)
+        level = row[:0] if self.levels is None else np.ascontiguousarray(self.levels(l_in), dtype=np.intp).reshape(-1)
+        rgb = np.empty((*shape, 3), dtype=np.uint8)
+        l_out = np.empty(shape, dtype=np.float32)
+        _gather.gather(row, level, self.n_levels, self.rgb_tab, self.lout_tab, rgb.reshape(-1, 3), l_out.reshape(-1))
+        return l_in, rgb, l_out
 
 
 def _ramp(window: Window, vmin: float, vmax: float) -> tuple[int, int, bool, bool]:
