@@ -5,12 +5,13 @@ Conventions: 2-D images are numpy arrays ``[H, W]``; 8-bit colour images are num
 
 * :func:`measure_slice` - the run report's figures of one slice, from its windowed L, the written 8-bit
   colour and that colour's L*: |ΔL| (the promise that no structure is invented), PSNR and SSIM of L,
-  colourfulness. The one implementation for every path of ``medcolor run``.
+  colourfulness. The one implementation for every path of ``medcolor run``; its sums come from one pass
+  of a small numba kernel (``medcolor._kernels``; ``benchmarks/kernels_ab.py`` shows that it pays).
 * :func:`ssim` - the SSIM of ``skimage.metrics.structural_similarity`` with its defaults (7x7 uniform
   window, sample covariance, K1 0.01, K2 0.03, the 3-pixel border cropped) -- the definition ``medcolor
   evaluate`` scores with skimage itself -- for one 2-D image pair, computed with OpenCV's box filter: about
-  a quarter of skimage's cost per 512x512 slice (``benchmarks/ssim_ab.py`` prints both), the same value to
-  float rounding (tested against skimage).
+  a sixth of skimage's cost per 512x512 slice (``benchmarks/kernels_ab.py`` prints both), the same value
+  to float rounding (tested against skimage).
 * :func:`colourfulness` - Hasler & Suesstrunk (2003), "Measuring colourfulness in natural images",
   Proc. SPIE 5007: ``M = sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2)`` with
   ``rg = R - G`` and ``yb = (R + G) / 2 - B`` on 0..255 values.
@@ -23,7 +24,6 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio
 
 from medcolor.color import rgb8_to_L
 
@@ -45,9 +45,14 @@ def lightness(rgb8: np.ndarray) -> np.ndarray:
 def colourfulness(rgb8: np.ndarray) -> float:
     """Hasler & Suesstrunk (2003) colourfulness M of an 8-bit sRGB image ``[H, W, 3]`` (0 for gray
     images; about 15 "slightly", 33 "moderately", 59 "quite", 82 "highly", 109 "extremely" colourful)."""
-    r, g, b = (c.astype(np.int16) for c in np.moveaxis(_check_rgb8(rgb8), -1, 0))
-    (m_rg, s_rg), (m_yb2, s_yb2) = ((float(v[0, 0]) for v in cv2.meanStdDev(x)) for x in (r - g, r + g - 2 * b))
-    return math.hypot(s_rg, s_yb2 / 2) + 0.3 * math.hypot(m_rg, m_yb2 / 2)     # yb = (r + g - 2 b) / 2
+    from medcolor import _kernels
+
+    rgb = np.ascontiguousarray(_check_rgb8(rgb8)).reshape(-1, 3)
+    n = max(rgb.shape[0], 1)
+    s_rg, s_rg2, s_yb2, s_yb22 = _kernels.opponent_sums(rgb)
+    m_rg, m_yb = s_rg / n, s_yb2 / (2 * n)                       # yb = (R + G - 2B) / 2
+    v_rg, v_yb = max(s_rg2 / n - m_rg * m_rg, 0.0), max(s_yb22 / (4 * n) - m_yb * m_yb, 0.0)
+    return math.sqrt(v_rg + v_yb) + 0.3 * math.hypot(m_rg, m_yb)
 
 
 colorfulness = colourfulness
@@ -101,22 +106,30 @@ def measure_slice(l_in: np.ndarray, rgb8: np.ndarray, l_out: np.ndarray | None =
     uint8 ``[H, W, 3]`` the written image, ``l_out`` its CIE L* (:func:`lightness` of ``rgb8`` when not
     given; a value table hands over the L* it holds).
 
-    ``delta_l_mean``, ``delta_l_p99`` (the order statistic at ``ceil(0.99 n) - 1``), ``delta_l_max`` of
-    ``|l_out - l_in|``; ``psnr_l`` and ``ssim_l`` (:func:`ssim`) of ``l_out`` against ``l_in`` (data range
-    100; PSNR inf when they are equal; SSIM only for slices of at least 7x7, else NaN);
-    ``colourfulness`` of ``rgb8``."""
+    ``delta_l_mean``, ``delta_l_p99``, ``delta_l_max`` of ``|l_out - l_in|`` (float32); the 99th percentile
+    is the upper edge of the 0.01 wide bin that holds the order statistic ``ceil(0.99 n) - 1`` (at most
+    0.01 above it), exact when it lies beyond 10; ``psnr_l`` (inf when the L are equal) and ``ssim_l``
+    (:func:`ssim`; NaN for slices smaller than 7x7) of ``l_out`` against ``l_in``, data range 100;
+    ``colourfulness`` of ``rgb8``. The sums come from one pass of a numba kernel (``medcolor._kernels``)."""
+    from medcolor import _kernels
+
     l_in = np.ascontiguousarray(l_in, dtype=np.float32)
     rgb8 = _check_rgb8(rgb8)
     l_out = lightness(rgb8) if l_out is None else np.ascontiguousarray(l_out, dtype=np.float32)
     if l_in.shape != rgb8.shape[:2] or l_out.shape != l_in.shape:
         raise ValueError(f"L {l_in.shape} and L* {l_out.shape} do not match rgb8 {rgb8.shape}")
-    d = cv2.absdiff(l_out, l_in).ravel()
-    k = max(math.ceil(0.99 * d.size) - 1, 0)
-    dmax, dmean = float(d.max()), float(d.mean(dtype=np.float64))
-    d.partition(k)                               # in place: d is this function's own
-    return {"delta_l_mean": dmean, "delta_l_p99": float(d[k]), "delta_l_max": dmax,
-            "psnr_l": math.inf if dmax == 0.0 else float(peak_signal_noise_ratio(l_in, l_out, data_range=100.0)),
-            "ssim_l": ssim(l_in, l_out, 100.0) if min(l_in.shape) >= 7 else math.nan,
+    n = l_in.size
+    hist = np.zeros(1001, dtype=np.int64)
+    total, squares, dmax = _kernels.delta_l_sums(l_in.reshape(-1), l_out.reshape(-1), hist)
+    k = int(np.searchsorted(np.cumsum(hist), math.ceil(0.99 * n)))
+    if k < 1000:
+        p99 = (k + 1) * 0.01
+    else:
+        d = np.abs(l_out - l_in).ravel()
+        p99 = float(np.partition(d, math.ceil(0.99 * n) - 1)[math.ceil(0.99 * n) - 1])
+    return {"delta_l_mean": total / n, "delta_l_p99": p99, "delta_l_max": float(dmax),
+            "psnr_l": math.inf if squares == 0.0 else 10.0 * math.log10(100.0 ** 2 * n / squares),
+            "ssim_l": ssim(l_in, l_out, 100.0) if min(l_in.shape) >= _SSIM_WIN else math.nan,
             "colourfulness": colourfulness(rgb8)}
 
 

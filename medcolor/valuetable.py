@@ -11,7 +11,7 @@ integers (CT in HU, most MR and X-ray), every step after reading is a function o
 :func:`build` runs the pipeline's own stage functions (handed over as ``chain``) on every key the series
 can produce: the integers of the window's ramp (values below or above it give the same L as its ends, so
 they share the end rows) times the texture levels. :meth:`ValueTable.apply` then colours a slice by
-look-up (``medcolor._gather``, a small numba kernel): value -> row -> L_in; (row, texture level of L_in) ->
+look-up (``medcolor._kernels``, a small numba gather kernel): value -> row -> L_in; (row, texture level of L_in) ->
 cell -> rgb8 and L_out. It is pure and thread-safe. The output is the general path's (tested); a slice with a value the table does not hold
 (not an integer, NaN, beyond an unclamped end) makes :meth:`ValueTable.apply` return None and the caller
 takes the general path for that slice.
@@ -66,19 +66,19 @@ class ValueTable:
     def apply(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """One slice of modality values ``[H, W]`` -> ``(L_in [H,W] float32, rgb8 [H,W,3] uint8, L_out [H,W]
         float32)``; None when a value is not in the table (the caller takes the general path)."""
-        from medcolor import _gather
+        from medcolor import _kernels
 
         x = np.ascontiguousarray(values, dtype=np.float32)
         shape = x.shape
         row = np.empty(x.size, dtype=np.intp)
         l_in = np.empty(shape, dtype=np.float32)
-        if not _gather.rows(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab, row,
+        if not _kernels.rows(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab, row,
                             l_in.reshape(-1)):
             return None
         level = row[:0] if self.levels is None else np.ascontiguousarray(self.levels(l_in), dtype=np.intp).reshape(-1)
         rgb = np.empty((*shape, 3), dtype=np.uint8)
         l_out = np.empty(shape, dtype=np.float32)
-        _gather.gather(row, level, self.n_levels, self.rgb_tab, self.lout_tab, rgb.reshape(-1, 3), l_out.reshape(-1))
+        _kernels.gather(row, level, self.n_levels, self.rgb_tab, self.lout_tab, rgb.reshape(-1, 3), l_out.reshape(-1))
         return l_in, rgb, l_out
 
 

@@ -1,7 +1,12 @@
-"""The value table's gather kernel (numba; imported by :meth:`medcolor.valuetable.ValueTable.apply` on first
-use). Single-threaded, releasing the GIL: the pipeline's threads run several slices at once.
+"""The two numba kernels of the per-slice path, each kept because ``benchmarks/kernels_ab.py`` shows that it
+pays (it prints their cost per slice next to the same work in numpy):
 
-``benchmarks/gather_ab.py`` prints its cost per slice next to the same look-ups in numpy.
+* the value table's gather (:func:`rows`, :func:`gather`; :meth:`medcolor.valuetable.ValueTable.apply`);
+* the per-slice sums of the run's measures (:func:`delta_l_sums`, :func:`opponent_sums`;
+  :func:`medcolor.metrics.measure_slice` and :func:`medcolor.metrics.colourfulness`).
+
+Imported on first use (importing numba costs ~0.2 s). Single-threaded, releasing the GIL: the pipeline's
+threads run several slices at once.
 """
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import warnings
 import numpy as np
 from numba import njit
 
-__all__ = ["rows", "gather"]
+__all__ = ["rows", "gather", "delta_l_sums", "opponent_sums"]
 
 
 def _jit(fn):
@@ -60,3 +65,37 @@ def gather(row, level, n_levels, rgb_tab, lout_tab, rgb, l_out):
         rgb[i, 0] = rgb_tab[c, 0]
         rgb[i, 1] = rgb_tab[c, 1]
         rgb[i, 2] = rgb_tab[c, 2]
+
+
+@_jit
+def delta_l_sums(l_in, l_out, hist):
+    """|ΔL| = |l_out - l_in| (float32) of two (N,) arrays: returns (sum, sum of squares, max) and counts
+    every |ΔL| in ``hist`` (1001 bins 0.01 wide, the last one open: bin ``min(floor(100 |ΔL|), 1000)``)."""
+    total = 0.0
+    squares = 0.0
+    dmax = np.float32(0.0)
+    for i in range(l_in.shape[0]):
+        d = abs(l_out[i] - l_in[i])
+        total += d
+        squares += np.float64(d) * np.float64(d)
+        dmax = max(dmax, d)
+        k = d * np.float32(100.0)
+        hist[np.int64(k) if k < 1000.0 else 1000] += 1
+    return total, squares, dmax
+
+
+@_jit
+def opponent_sums(rgb):
+    """Sums of Hasler & Suesstrunk's opponent channels of 8-bit RGB (N, 3), in integers (exact): rg = R - G,
+    rg², yb2 = R + G - 2B (twice their yb) and yb2²."""
+    s_rg = s_rg2 = s_yb2 = s_yb22 = 0
+    for i in range(rgb.shape[0]):
+        r = np.int64(rgb[i, 0])
+        g = np.int64(rgb[i, 1])
+        rg = r - g
+        yb2 = r + g - 2 * np.int64(rgb[i, 2])
+        s_rg += rg
+        s_rg2 += rg * rg
+        s_yb2 += yb2
+        s_yb22 += yb2 * yb2
+    return s_rg, s_rg2, s_yb2, s_yb22
