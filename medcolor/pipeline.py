@@ -425,7 +425,7 @@ def _batched(chain: _Chain, options: RunOptions, device: torch.device, pool: Thr
 def _pool_threads() -> int:
     """Threads of the per-slice pool: one per CPU core the process may use. Each runs torch on one thread
     (torch's thread count is per OS thread: a new thread would otherwise take one per core)."""
-    return int(os.environ.get("MEDCOLOR_POOL", "0")) or max(1, cpu_count())
+    return max(1, cpu_count())
 
 
 def _rel(path: Path, root: Path) -> str:
