@@ -169,3 +169,17 @@ def test_apply_clamps_beyond_the_ramp_and_refuses_fractions():
     assert table.apply(x) is None
     x[1, 1] = np.nan
     assert table.apply(x) is None
+
+
+def test_texture_level_is_whole_levels_zero_where_flat_and_per_slice():
+    """One definition of the texture level serves the backend (whole batches) and the table (one slice)."""
+    from medcolor.colorizers.base import PixelKeys, texture_level
+
+    g = torch.Generator().manual_seed(0)
+    L = torch.rand(2, 1, 67, 45, generator=g) * 100
+    L[:, :, 10:30, 5:20] = 37.25                     # flat: level 0
+    keys = PixelKeys(texture_size=5, texture_scale=256 / 30.0, texture_levels=257)
+    level = texture_level(L, keys)
+    assert torch.all(level[:, :, 12:28, 7:18] == 0) and level.max() > 100
+    assert level.min() >= 0 and level.max() <= 256 and torch.equal(level, level.round())
+    assert torch.equal(texture_level(L[1:], keys), level[1:])
