@@ -33,6 +33,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_vs_floor import ROOT, SHARED_CT  # noqa: E402
+from stages import best as best_ms  # noqa: E402
 
 from medcolor import metrics, pipeline  # noqa: E402
 from medcolor.io import read_slice, scan  # noqa: E402
@@ -72,17 +73,6 @@ def kernel_measures(l_in: np.ndarray, rgb: np.ndarray, l_out: np.ndarray) -> dic
         return metrics.measure_slice(l_in, rgb, l_out)
     finally:
         metrics.ssim = saved
-
-
-def best_ms(fn, items, repeats: int) -> float:
-    fn(items[0])
-    out = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x in items:
-            fn(x)
-        out = min(out, (time.perf_counter() - t0) / len(items) * 1e3)
-    return out
 
 
 def main() -> None:
