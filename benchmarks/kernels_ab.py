@@ -49,7 +49,7 @@ def numpy_apply(t: ValueTable, values: np.ndarray):
     if not np.array_equal(row, off):
         return None
     l_in = t.l_tab.take(row)
-    cell = row if t.levels is None else row * t.n_levels + t.levels(l_in)
+    cell = row if t.levels is None else row * t.n_levels + t.levels(l_in).astype(np.intp)
     return l_in, t.rgb_tab.take(cell, axis=0), t.lout_tab.take(cell)
 
 

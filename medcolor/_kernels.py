@@ -57,10 +57,10 @@ def rows(x, lo, n, clamp_lo, clamp_hi, l_tab, row, l_in):
 
 @_jit
 def gather(row, level, n_levels, rgb_tab, lout_tab, rgb, l_out):
-    """Cell ``row * n_levels + level`` (``level`` ignored when ``n_levels == 1``) -> ``rgb`` (N, 3) uint8 and
-    ``l_out`` (N,) float32 from the tables."""
+    """Cell ``row * n_levels + level`` (``level`` float32 holding integers, ignored when ``n_levels == 1``) ->
+    ``rgb`` (N, 3) uint8 and ``l_out`` (N,) float32 from the tables."""
     for i in range(row.shape[0]):
-        c = row[i] * n_levels + level[i] if n_levels > 1 else row[i]
+        c = row[i] * n_levels + np.int64(level[i]) if n_levels > 1 else row[i]
         l_out[i] = lout_tab[c]
         rgb[i, 0] = rgb_tab[c, 0]
         rgb[i, 1] = rgb_tab[c, 1]

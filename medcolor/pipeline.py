@@ -275,7 +275,7 @@ class _Chain:
     def levels(self, l_in: np.ndarray) -> np.ndarray:
         """The backend's texture level of every pixel of a slice's L (``valuetable.Levels``)."""
         keys = self.colorizer.pixel_keys()
-        return texture_level(torch.from_numpy(l_in)[None, None], keys)[0, 0].numpy().astype(np.intp)
+        return texture_level(torch.from_numpy(l_in)[None, None], keys)[0, 0].numpy()
 
     def slice(self, index: int) -> dict[str, Any] | str:
         """On a pool thread: the whole chain for slice ``index``. Returns its report record, or the reason it

@@ -37,7 +37,7 @@ _CHUNK = 1 << 18            # keys coloured per call while building
 #: the stages after reading for a list of keys: (modality values float32 [N], texture levels float32 [N]
 #: or None) -> (L_in float32 [N], rgb8 uint8 [N, 3], L_out float32 [N])
 KeyChain = Callable[[np.ndarray, "np.ndarray | None"], tuple[np.ndarray, np.ndarray, np.ndarray]]
-#: the texture level of every pixel of a slice's L_in float32 [H, W] -> integers [H, W]
+#: the texture level of every pixel of a slice's L_in float32 [H, W] -> float32 holding integers [H, W]
 Levels = Callable[[np.ndarray], np.ndarray]
 
 
@@ -75,7 +75,8 @@ class ValueTable:
         if not _kernels.rows(x.reshape(-1), self.lo, self.n_rows, self.clamp_lo, self.clamp_hi, self.l_tab, row,
                             l_in.reshape(-1)):
             return None
-        level = row[:0] if self.levels is None else np.ascontiguousarray(self.levels(l_in), dtype=np.intp).reshape(-1)
+        level = l_in[:0, 0] if self.levels is None else np.ascontiguousarray(self.levels(l_in), dtype=np.float32)
+        level = level.reshape(-1)
         rgb = np.empty((*shape, 3), dtype=np.uint8)
         l_out = np.empty(shape, dtype=np.float32)
         _kernels.gather(row, level, self.n_levels, self.rgb_tab, self.lout_tab, rgb.reshape(-1, 3), l_out.reshape(-1))

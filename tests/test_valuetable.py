@@ -173,7 +173,7 @@ def test_apply_clamps_beyond_the_ramp_and_refuses_fractions():
 
 def test_texture_level_is_whole_levels_zero_where_flat_and_per_slice():
     """One definition of the texture level serves the backend (whole batches) and the table (one slice)."""
-    from medcolor.colorizers.base import PixelKeys, texture_level
+    from medcolor.colorizers.base import PixelKeys, local_mean_std, texture_level
 
     g = torch.Generator().manual_seed(0)
     L = torch.rand(2, 1, 67, 45, generator=g) * 100
@@ -183,3 +183,6 @@ def test_texture_level_is_whole_levels_zero_where_flat_and_per_slice():
     assert torch.all(level[:, :, 12:28, 7:18] == 0) and level.max() > 100
     assert level.min() >= 0 and level.max() <= 256 and torch.equal(level, level.round())
     assert torch.equal(texture_level(L[1:], keys), level[1:])
+    # the CPU arithmetic is local_mean_std's, value for value
+    _, std = local_mean_std(L, 5)
+    assert torch.equal(level, (std * keys.texture_scale).round_().clamp_(0.0, 256.0))

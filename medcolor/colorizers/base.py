@@ -155,9 +155,30 @@ class PixelKeys:
 def texture_level(L: torch.Tensor, keys: PixelKeys) -> torch.Tensor:
     """The texture level map ``[B,1,H,W]`` (float32 holding integers) of ``L`` ``[B,1,H,W]`` under ``keys``:
     ``round(local std of L * texture_scale)`` clamped to ``0 .. texture_levels - 1`` (:func:`local_mean_std`
-    over ``texture_size``²). The one definition both the backend and the pipeline's value tables use."""
-    _, s = local_mean_std(L, keys.texture_size or 1)
-    return (s * keys.texture_scale).round_().clamp_(0.0, float(keys.texture_levels - 1))
+    over ``texture_size``²). The one definition both the backend and the pipeline's value tables use; on the
+    CPU the same float32 arithmetic as ``local_mean_std`` in place on numpy arrays (the same values,
+    tested; it runs on every slice of a value table)."""
+    size, top = keys.texture_size or 1, float(keys.texture_levels - 1)
+    if L.device.type != "cpu":
+        _, s = local_mean_std(L, size)
+        return (s * keys.texture_scale).round_().clamp_(0.0, top)
+    import cv2
+
+    H, W = L.shape[-2:]
+    x = L.detach().to(torch.float32).numpy() - np.float32(50.0)
+    out = np.empty_like(x)
+    count = (_box_count(H, size, L.device)[:, None] * _box_count(W, size, L.device)[None, :]).numpy()
+    for xi, si in zip(x.reshape(-1, H, W), out.reshape(-1, H, W)):
+        m = cv2.boxFilter(xi, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        np.multiply(xi, xi, out=xi)
+        cv2.boxFilter(xi, -1, (size, size), dst=si, normalize=False, borderType=cv2.BORDER_CONSTANT)
+        m /= count
+        si /= count
+        si -= np.multiply(m, m, out=xi)                               # E[x²] - E[x]²
+        np.sqrt(np.maximum(si, 0.0, out=si), out=si)
+        si *= np.float32(keys.texture_scale)
+        np.clip(np.rint(si, out=si), 0.0, top, out=si)
+    return torch.from_numpy(out)
 
 
 class Colorizer(abc.ABC):
