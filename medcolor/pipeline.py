@@ -10,8 +10,8 @@ thread pool:
 * per-pixel backends on the CPU: the whole chain of a slice on a pool thread -- read, window, colour (the
   table's look-up, which is pure and thread-safe, or the backend), encode, measure, write;
 * network backends (``Colorizer.batched``) and any GPU: batches are read by a DataLoader (reader
-  processes) and windowed, coloured and encoded on the main thread, a whole batch at a time; each
-  slice is then measured and written on a pool thread.
+  processes), windowed and coloured on the main thread, a whole batch at a time; each slice is then
+  encoded, measured and written on a pool thread.
 
 The backend is called from one thread at a time (a lock), as the Colorizer contract promises; writers are
 called one at a time too, and stage every file before publishing it atomically.
@@ -230,8 +230,8 @@ def _worker_init(_: int) -> None:
 
 @dataclass(eq=False)
 class _Chain:
-    """The per-slice stages of one series. Pool threads call ``slice`` (the whole chain) or ``finish``
-    (measure + write); the main thread calls ``to_L``/``colour``/``encode`` on whole batches."""
+    """The per-slice stages of one series. Pool threads call ``slice`` (the whole chain) or ``finish_lab``
+    (encode + measure + write); the main thread calls ``to_L``/``colour`` on whole batches."""
 
     series: Series
     window: Window
@@ -289,6 +289,11 @@ class _Chain:
             return self.finish(index, *done)
         L = self.to_L(torch.from_numpy(values)[None, None])
         return self.finish(index, L[0, 0].numpy(), self.encode(*self.colour(L))[0])
+
+    def finish_lab(self, index: int, L: torch.Tensor, L_enc: torch.Tensor, ab: torch.Tensor) -> dict[str, Any]:
+        """On a pool thread: encode one slice of a coloured batch (``[1,1,H,W]``, ``[1,2,H,W]``, on the batch's
+        device), measure and write it. Encoding per slice keeps the memory of a batch's encoding bounded."""
+        return self.finish(index, L[0, 0].cpu().numpy(), self.encode(L_enc, ab)[0])
 
     def finish(self, index: int, l_in: np.ndarray, rgb: np.ndarray, l_out: np.ndarray | None = None) -> dict[str, Any]:
         """Measure one coloured slice against its windowed L and write it."""
@@ -396,9 +401,9 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
 
 def _batched(chain: _Chain, options: RunOptions, device: torch.device, pool: ThreadPoolExecutor,
              slice_status: dict[int, str]) -> Iterator[tuple[int, Future | None]]:
-    """Network backends and any GPU: batches from a DataLoader, windowed, coloured and encoded here (whole
-    batches on ``device``); each slice's measure + write submitted to ``pool``. Yields (index, its future),
-    or (index, None) for a slice that could not be read (its reason in ``slice_status``)."""
+    """Network backends and any GPU: batches from a DataLoader, windowed and coloured here (whole batches on
+    ``device``); each slice's encode + measure + write submitted to ``pool``. Yields (index, its future), or
+    (index, None) for a slice that could not be read (its reason in ``slice_status``)."""
     n = len(chain.series.slices)
     workers = options.reader_workers if n > options.batch_size else 0
     loader = torch.utils.data.DataLoader(
@@ -416,10 +421,9 @@ def _batched(chain: _Chain, options: RunOptions, device: torch.device, pool: Thr
             continue
         images = batch["image"] if len(good) == len(indices) else batch["image"][good]
         L = chain.to_L(images.to(device=device, dtype=torch.float32))
-        rgb = chain.encode(*chain.colour(L))
-        l_in = L[:, 0].cpu().numpy()
+        L_enc, ab = chain.colour(L)
         for j, k in enumerate(good):
-            yield indices[k], pool.submit(chain.finish, indices[k], l_in[j], rgb[j])
+            yield indices[k], pool.submit(chain.finish_lab, indices[k], L[j:j + 1], L_enc[j:j + 1], ab[j:j + 1])
 
 
 def _pool_threads() -> int:
