@@ -160,6 +160,9 @@ def register(app: typer.Typer) -> None:
         val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (cnn: 0 = only at the end; cyclegan: colour-side validation, the best step's G_color is kept, 0 = off)."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Write the checkpoint every N steps."),
         base: int = typer.Option(16, "--width", help="Channels of the first U-Net level."),
+        arch: str = typer.Option("luma-prior-unet", "--arch", help="cnn network: luma-prior-unet | fusion (VGG16+ResNet50+Inception-ResNet-v2 features fused) | inception-resnet-unet | tutorial (docs/cnn.md)."),
+        width_mult: Optional[float] = typer.Option(None, "--width-mult", help="fusion / inception-resnet-unet / tutorial: multiple of the paper's channels (default 0.25 / 0.25 / 0.5)."),
+        backbone_weights: List[Path] = typer.Option([], "--backbone-weights", help="fusion / inception-resnet-unet: a local torchvision- or timm-layout state dict (VGG16, ResNet50, Inception-ResNet-v2; repeatable), checked key by key, loaded at the paper's width and frozen."),
         prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
@@ -210,7 +213,8 @@ def register(app: typer.Typer) -> None:
         args = dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
                     resume=resume, batch_size=batch_size or 8, size=size, lr=lr, val_every=val_every,
                     checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,
-                    prior=prior)
+                    prior=prior, arch=arch.strip().lower(), width_mult=width_mult,
+                    backbone_weights=list(backbone_weights))
         _guard(lambda: _train(args))
 
     @app.command()

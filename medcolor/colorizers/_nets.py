@@ -27,6 +27,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medcolor.nets.fusion import FusionColorNet
+from medcolor.nets.inception_resnet_unet import InceptionResNetUNet
+from medcolor.nets.tutorial import TutorialCNN
+
 __all__ = ["ARCHITECTURES", "LumaPriorUNet", "build_network", "curve_lookup", "soft_histogram"]
 
 AB_LIMIT = 110.0
@@ -169,7 +173,9 @@ class LumaPriorUNet(nn.Module):
         return AB_LIMIT * torch.tanh(ab / AB_LIMIT)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"luma-prior-unet": LumaPriorUNet}
+# the seeds' networks (issue 17) live in medcolor/nets/
+ARCHITECTURES: dict[str, type[nn.Module]] = {"luma-prior-unet": LumaPriorUNet, "fusion": FusionColorNet,
+                                             "inception-resnet-unet": InceptionResNetUNet, "tutorial": TutorialCNN}
 
 
 def build_network(arch: str, args: dict[str, Any]) -> nn.Module:
