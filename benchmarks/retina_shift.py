@@ -7,9 +7,11 @@ usage: python benchmarks/retina_shift.py [--model retina] [--model other.pt ...]
 
 For each shift, every test photo (``test/images``, children 08-14; with ``--train-split 08-14`` the
 other fold, ``training/images`` 01-07, so no child is on both sides either way) is re-rendered as another
-camera would have taken it -- in linear light: white balance (per-channel gains), exposure (a gain),
-then a tone curve (gamma on sRGB) and a saturation change (CIE-Lab chroma scaled, L kept) -- and saved
-as PNG. That colour image is the truth; its 8-bit gray (``medcolor.evaluate.write_gray``, as
+camera would have taken it -- ``medcolor.train.data.camera_shift``: in linear light white balance
+(per-channel gains) and exposure (a gain), then a tone curve (gamma on sRGB) and a saturation change
+(CIE-Lab chroma scaled) -- and saved
+as PNG (shrunk to ``--max-side`` 512 pixels first: the scoring is at 256x256 anyway, and it is 4x
+cheaper than the 999x960 originals). That colour image is the truth; its 8-bit gray (``medcolor.evaluate.write_gray``, as
 ``make_gray.py``) is coloured by ``medcolor run --method cnn --model M --format png`` and scored with
 ``medcolor.evaluate`` at 256x256 (the ``eval_color.py`` protocol): PSNR, SSIM, CIEDE2000. The baselines
 ``mean-ab`` and ``l-lut`` are fitted on the *unshifted* training photos of the other fold, as a model is.
@@ -46,23 +48,22 @@ SHIFTS: dict[str, tuple[tuple[float, float, float], float, float, float]] = {
 }
 
 
-def shift_rgb(rgb8: np.ndarray, shift: str) -> np.ndarray:
-    """uint8 sRGB ``[H,W,3]`` as re-rendered by the camera ``SHIFTS[shift]`` (uint8)."""
+def shift_rgb(rgb8: np.ndarray, shift: str, max_side: int = 0) -> np.ndarray:
+    """uint8 sRGB ``[H,W,3]`` as re-rendered by the camera ``SHIFTS[shift]`` (``medcolor.train.data.
+    camera_shift``, the same function as ``medcolor train --camera-aug``), first shrunk (area) to at most
+    ``max_side`` pixels when ``max_side`` > 0."""
     import torch
+    import torch.nn.functional as F
 
-    from medcolor.color import lab_to_srgb, srgb_to_lab
+    from medcolor.train.data import camera_shift
 
     gains, exposure, gamma, chroma = SHIFTS[shift]
-    x = rgb8.astype(np.float64) / 255.0
-    lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-    lin = np.clip(lin * np.asarray(gains) * exposure, 0.0, 1.0)
-    x = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.power(lin, 1 / 2.4) - 0.055) ** gamma
-    if chroma != 1.0:
-        t = torch.from_numpy(x).permute(2, 0, 1).float()
-        lab = srgb_to_lab(t)
-        lab[1:] *= chroma
-        x = lab_to_srgb(lab).clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    t = torch.from_numpy(np.ascontiguousarray(rgb8)).permute(2, 0, 1).double() / 255.0
+    if max_side and max(t.shape[-2:]) > max_side:
+        k = max_side / max(t.shape[-2:])
+        t = F.interpolate(t[None], size=(round(t.shape[-2] * k), round(t.shape[-1] * k)), mode="area")[0]
+    out = camera_shift(t, gains, exposure, gamma, chroma)
+    return (out * 255.0).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
 
 
 def _split(data: Path, train_split: str) -> tuple[Path, Path]:
@@ -71,7 +72,8 @@ def _split(data: Path, train_split: str) -> tuple[Path, Path]:
     return (a, b) if train_split == "01-07" else (b, a)
 
 
-def evaluate_shift(models: list[str], train_dir: Path, test_dir: Path, shift: str, tmp: Path) -> dict:
+def evaluate_shift(models: list[str], train_dir: Path, test_dir: Path, shift: str, tmp: Path,
+                   max_side: int = 0) -> dict:
     from PIL import Image
 
     from medcolor.evaluate import evaluate, write_gray
@@ -80,7 +82,7 @@ def evaluate_shift(models: list[str], train_dir: Path, test_dir: Path, shift: st
     truth = tmp / shift / "truth"
     truth.mkdir(parents=True)
     for f in sorted(test_dir.glob("*.jpg")):
-        Image.fromarray(shift_rgb(np.asarray(Image.open(f).convert("RGB")), shift)).save(truth / f"{f.stem}.png")
+        Image.fromarray(shift_rgb(np.asarray(Image.open(f).convert("RGB")), shift, max_side)).save(truth / f"{f.stem}.png")
     gray = write_gray(truth, tmp / shift / "gray")
     keys = ("psnr", "ssim", "delta_e2000")
     res = evaluate(gray, truth, size=256, baselines=("mean-ab", "l-lut"), train=train_dir)
@@ -101,6 +103,8 @@ def main() -> None:
     ap.add_argument("--train-split", choices=("01-07", "08-14"), default="01-07")
     ap.add_argument("--shifts", default="all")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-side", type=int, default=512, help="test photos shrunk to this longer side first (0: "
+                    "full size); scoring is at 256x256 either way")
     ap.add_argument("-o", "--output", type=Path)
     a = ap.parse_args()
     import torch
@@ -112,7 +116,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for shift in names:
-            results[shift] = evaluate_shift(models, train_dir, test_dir, shift, Path(tmp))
+            results[shift] = evaluate_shift(models, train_dir, test_dir, shift, Path(tmp), a.max_side)
             print(shift, json.dumps({k: round(v["psnr"], 2) for k, v in results[shift].items()}), flush=True)
     cols = list(next(iter(results.values())))
     print(f"\nPSNR dB / SSIM, train {a.train_split}, test the other fold, each shift applied to the test photos")

@@ -163,6 +163,7 @@ def register(app: typer.Typer) -> None:
         arch: str = typer.Option("luma-prior-unet", "--arch", help="cnn network: luma-prior-unet | fusion (VGG16+ResNet50+Inception-ResNet-v2 features fused) | inception-resnet-unet | tutorial (docs/cnn.md)."),
         width_mult: Optional[float] = typer.Option(None, "--width-mult", help="fusion / inception-resnet-unet / tutorial: multiple of the paper's channels (default 0.25 / 0.25 / 0.5)."),
         backbone_weights: List[Path] = typer.Option([], "--backbone-weights", help="fusion / inception-resnet-unet: a local torchvision- or timm-layout state dict (VGG16, ResNet50, Inception-ResNet-v2; repeatable), checked key by key, loaded at the paper's width and frozen."),
+        camera_aug: float = typer.Option(0.0, "--camera-aug", help="Strength (0..1) of random camera-like colour shifts of the training photos (white balance, exposure, tone, saturation); 0 = off. For models that must carry over to other cameras."),
         prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
@@ -214,7 +215,7 @@ def register(app: typer.Typer) -> None:
                     resume=resume, batch_size=batch_size or 8, size=size, lr=lr, val_every=val_every,
                     checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,
                     prior=prior, arch=arch.strip().lower(), width_mult=width_mult,
-                    backbone_weights=list(backbone_weights))
+                    backbone_weights=list(backbone_weights), camera_aug=camera_aug)
         _guard(lambda: _train(args))
 
     @app.command()

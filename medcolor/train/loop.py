@@ -67,6 +67,7 @@ class TrainConfig:
     width_mult: float | None = None   # seed architectures: multiplier of the paper's channels (default SEED_WIDTH)
     backbone_weights: list[Path] = field(default_factory=list)  # fusion / inception-resnet-unet: local state dicts
     budget_clock: str = "wall"        # "wall" | "cpu" (process CPU time) for max_minutes
+    camera_aug: float = 0.0           # strength of random camera-like colour shifts (data.random_camera); 0 = off
     device: str = "cpu"
     workers: int = 0
     name: str | None = None           # model name recorded in the manifest
@@ -287,7 +288,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     from monai.data import DataLoader
 
     dataset = AugmentedColourDataset(images, cfg.size, length=(steps_total + 1) * cfg.batch_size * world,
-                                     seed=cfg.seed)
+                                     seed=cfg.seed, camera=cfg.camera_aug)
     loader = DataLoader(dataset, batch_sampler=_StepBatches(start_step, steps_total, cfg.batch_size, rank, world),
                         num_workers=cfg.workers)
     progress("start", steps=steps_total, start=start_step, n_images=len(files), world=world, rank=rank,
@@ -304,7 +305,8 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
                  "validation": dict(val_metrics, images=("validation folder " + Path(cfg.val).name) if cfg.val
                                     else "training images (no --val given)"),
                  "train_config": {"batch_size": cfg.batch_size, "size": cfg.size, "lr": cfg.lr, "seed": cfg.seed,
-                                  "world_size": world, "max_minutes": cfg.max_minutes},
+                                  "world_size": world, "max_minutes": cfg.max_minutes,
+                                  "camera_aug": cfg.camera_aug},
                  "final_loss": last_loss, "loss": "ab_mse" if ab_loss else "colour"}
         if backbones is not None:
             extra["backbones"] = backbones
