@@ -132,3 +132,21 @@ def test_wrong_backbone_weights_file_is_rc2_before_training(crops: Path, tmp_pat
         line = " ".join(res.output.split())
         assert "error:" in line and ("resnet18.pth" in line or "no pretrained backbone" in line)
         assert "Traceback" not in res.output and not out.exists()
+
+
+def test_camera_shift_and_camera_augmented_samples() -> None:
+    from medcolor.train.data import AugmentedColourDataset, camera_shift, lab_of
+
+    x = torch.rand(3, 16, 16)
+    assert torch.allclose(camera_shift(x), x, atol=1e-5)
+    warm = camera_shift(x, gains=(1.2, 1.0, 0.6))
+    assert (warm[2] <= x[2] + 1e-6).all() and (warm[0] >= x[0] - 1e-6).all()
+    pale = camera_shift(x, chroma=0.5)
+    assert lab_of(pale)[1:].abs().mean() < 0.6 * lab_of(x)[1:].abs().mean()
+    img = torch.rand(3, 40, 40)
+    plain = AugmentedColourDataset([img], 32, length=4, seed=0)[1]
+    shifted = AugmentedColourDataset([img], 32, length=4, seed=0, camera=1.0)[1]
+    # another camera's colours, and L, ab and rgb of the sample all describe that shifted image
+    assert not torch.allclose(plain["rgb"], shifted["rgb"])
+    assert torch.allclose(shifted["ab"], lab_of(shifted["rgb"])[1:], atol=1e-3)
+    assert (shifted["L"] - lab_of(shifted["rgb"])[:1]).abs().max() < 0.6
