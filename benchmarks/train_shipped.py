@@ -1,23 +1,26 @@
 """Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
 usage: python benchmarks/train_shipped.py [--data /work/shared/data]
-                                          [--only retina|meat|cyclegan-retina|cyclegan-meat]
-                                          [--retina-minutes 10] [--meat-minutes 5] [--cyclegan-minutes 15]
+                                          [--only retina|meat|cyclegan-meat] [--retina-checkpoint FILE]
+                                          [--meat-minutes 5] [--cyclegan-minutes 15]
 
-* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
+* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14, with camera-like
+  colour augmentation so that it carries over to other fundus cameras: ``medcolor train --method cnn
+  --steps RETINA_STEPS --camera-aug RETINA_CAMERA_AUG --seed 0`` (a step budget, so the weights are the
+  same on any machine). ``--retina-checkpoint FILE`` ships that command's output instead of training
+  again (the weights are identical: validation does not touch them).
 * ``meat``: the three pure-meat crops of the Meat Cut (BEEF) collage (beef_lean_bright, beef_lean_dark,
   beef_marbled; the collage itself has a text banner and is not used); the default model for CT/MR/X-ray.
   With 3 images ``--prior auto`` uses the single training-set lookup (the retrieved prior needs 8+).
 
-* ``cyclegan-retina`` (``--method cyclegan --model retina``): the paper's protocol on CHASE_DB1, unpaired:
-  gray side = the 8-bit gray of the test images 08-14, colour side = the training photos 01-07; scored
-  on 08-14 against their true colour.
+* ``cyclegan-retina`` is withdrawn (docs/cyclegan.md): it was trained on the gray of the very photos it
+  was scored on, and scored below the training set's mean colour on another camera.
 * ``cyclegan-meat`` (``--method cyclegan --model meat``): gray side = the shared 30-slice chest CT windowed
   1500,-600 (lung), colour side = the three beef crops; no colour truth exists for CT (not scored), and
   the colour-side validation (3 photos) cannot judge the CT side, so the last step is shipped
-  (``val_every=0``); the retina model keeps its best colour-side step.
+  (``val_every=0``).
 
-Each cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
+The meat cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
 cyclegan run ``medcolor train --method cyclegan --max-minutes M --seed 0`` with the defaults; then the
 training state is dropped (inference-only file, a few MB) and medcolor/models/manifest.json updated
 with the file's sha256, the data description, validation metrics, licence and attribution.
@@ -60,20 +63,29 @@ def _progress(name: str):
     return f
 
 
-def ship(name: str, data: Path, val: Path | None, minutes: float, extra: dict, size: int = 128) -> dict:
+RETINA_STEPS, RETINA_CAMERA_AUG = 500, 0.5
+
+
+def ship(name: str, data: Path, val: Path | None, minutes: float | None, extra: dict, size: int = 128,
+         steps: int | None = None, camera_aug: float = 0.0, checkpoint: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        full = Path(tmp) / f"{name}-train.pt"
+        full = checkpoint or Path(tmp) / f"{name}-train.pt"
         t0 = time.time()
-        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, seed=0, size=size,
-                                val_every=100, checkpoint_every=0, name=name), _progress(name))
+        if checkpoint is None:
+            res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, steps=steps, seed=0,
+                                    size=size, val_every=100, checkpoint_every=0, name=name,
+                                    camera_aug=camera_aug), _progress(name))
+            print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
+            extra = dict(extra, train_minutes=round((time.time() - t0) / 60, 2))
         dst = MODELS_DIR / f"{name}.pt"
-        manifest = export_inference(full, dst, dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2)))
-    print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
+        manifest = export_inference(full, dst, dict(extra, name=name))
     return {"file": dst.name, "sha256": _sha(dst), "weights_sha256": manifest["weights_sha256"],
             "size_bytes": dst.stat().st_size, "architecture": manifest["architecture"],
             "model_size": manifest["model_size"], "steps": manifest["steps"], "training_data": manifest["training_data"],
             "validation": manifest["validation"], "licence": extra["licence"], "attribution": extra["attribution"],
-            "description": extra["description"], "train_minutes": manifest["train_minutes"]}
+            "description": extra["description"], "train_minutes": manifest.get("train_minutes"),
+            "train_config": manifest.get("train_config"), **({"evaluation": extra["evaluation"]}
+                                                             if "evaluation" in extra else {})}
 
 
 def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dict, window: str | None = None,
@@ -121,9 +133,10 @@ def _beef_crops(src: Path, dst: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    ap.add_argument("--only", choices=("retina", "meat", "cyclegan-retina", "cyclegan-meat"))
+    ap.add_argument("--only", choices=("retina", "meat", "cyclegan-meat"))
     ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
-    ap.add_argument("--retina-minutes", type=float, default=10.0)
+    ap.add_argument("--retina-checkpoint", type=Path, help="ship this `medcolor train` output as retina")
+    ap.add_argument("--retina-evaluation", type=Path, help="JSON of benchmarks/retina_shift.py for the manifest")
     ap.add_argument("--meat-minutes", type=float, default=5.0)
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
@@ -134,11 +147,14 @@ def main() -> None:
                    "checkpoint's own manifest is verified at load).")
     if a.only in (None, "retina"):
         chase = a.data / "chase_db1"
-        doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
-                                       a.retina_minutes,
-                                       {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
-                                        "description": "colour fundus photographs (CHASE_DB1 01-07)",
-                                        "validation_data": "CHASE_DB1 test images 08-14"})
+        extra = {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
+                 "description": "colour fundus photographs (CHASE_DB1 01-07), camera-augmented",
+                 "validation_data": "CHASE_DB1 test images 08-14"}
+        if a.retina_evaluation:
+            extra["evaluation"] = json.loads(a.retina_evaluation.read_text())
+        doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images", None,
+                                       extra, steps=RETINA_STEPS, camera_aug=RETINA_CAMERA_AUG,
+                                       checkpoint=a.retina_checkpoint)
     if a.only in (None, "meat"):
         src = a.data / "meat_exemplar_beef_meatcut"
         with tempfile.TemporaryDirectory() as tmp:
@@ -147,18 +163,7 @@ def main() -> None:
                                          {"licence": "CC BY 4.0 (training data)", "attribution": MEAT_ATTR,
                                           "description": "raw beef photos (lung-CT paper idea); default for "
                                                          "CT/MR/X-ray"})
-    if a.only in (None, "cyclegan-retina"):
-        from medcolor.evaluate import write_gray
-
-        chase = a.data / "chase_db1"
-        with tempfile.TemporaryDirectory() as tmp:
-            gray = write_gray(chase / "test" / "images", Path(tmp) / "chase_gray_08-14")
-            doc["models"]["cyclegan-retina"] = ship_cyclegan(
-                "retina", gray, chase / "training" / "images", a.cyclegan_minutes,
-                {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR.replace(
-                    "images 01-07 used for training", "colour images 01-07 and the gray of 08-14 used, unpaired"),
-                 "description": "CycleGAN, colour fundus (CHASE_DB1; gray 08-14 / colour 01-07, unpaired)"},
-                truth=str(chase / "test" / "images" / "*.jpg"))
+    doc["models"].pop("cyclegan-retina", None)  # withdrawn (module docstring)
     if a.only in (None, "cyclegan-meat"):
         with tempfile.TemporaryDirectory() as tmp:
             crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")

@@ -152,7 +152,7 @@ def run(
     report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the report (off by default)."),
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
     send: Optional[str] = typer.Option(None, "--send", help="C-STORE the written SC to HOST:PORT:AET right after writing."),
-    model: Optional[str] = typer.Option(None, "--model", help="cnn/cyclegan model: a shipped name (meat, retina; default meat) or a checkpoint from `medcolor train`."),
+    model: Optional[str] = typer.Option(None, "--model", help="cnn/cyclegan model: a shipped name (cnn: meat, retina; cyclegan: meat; default meat) or a checkpoint from `medcolor train`."),
     no_l_lock: bool = typer.Option(False, "--no-l-lock", help="cyclegan only: write G_color's raw RGB (its own L; the report shows the ΔL it caused) instead of its chroma on the source L."),
 ) -> None:
     """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json/.html."""

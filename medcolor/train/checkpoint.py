@@ -181,7 +181,7 @@ def _shipped_key(key: str, method: str) -> str | None:
 
 
 def resolve_model(spec: str | Path | None, method: str = "cnn") -> Path:
-    """A shipped model name of ``method`` (cnn: ``retina``, ``meat``; cyclegan: ``meat``, ``retina``) or
+    """A shipped model name of ``method`` (cnn: ``retina``, ``meat``; cyclegan: ``meat``) or
     a local checkpoint path -> Path."""
     spec = DEFAULT_MODEL if spec is None or str(spec).strip() == "" else spec
     models = shipped_models()
