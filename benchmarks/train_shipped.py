@@ -1,14 +1,10 @@
 """Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
 usage: python benchmarks/train_shipped.py [--data /work/shared/data]
-                                          [--only retina|meat|cyclegan-meat] [--retina-checkpoint FILE]
-                                          [--meat-minutes 5] [--cyclegan-minutes 15]
+                                          [--only retina|meat|cyclegan-meat]
+                                          [--retina-minutes 10] [--meat-minutes 5] [--cyclegan-minutes 15]
 
-* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14, with camera-like
-  colour augmentation so that it carries over to other fundus cameras: ``medcolor train --method cnn
-  --steps RETINA_STEPS --camera-aug RETINA_CAMERA_AUG --seed 0`` (a step budget, so the weights are the
-  same on any machine). ``--retina-checkpoint FILE`` ships that command's output instead of training
-  again (the weights are identical: validation does not touch them).
+* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
 * ``meat``: the three pure-meat crops of the Meat Cut (BEEF) collage (beef_lean_bright, beef_lean_dark,
   beef_marbled; the collage itself has a text banner and is not used); the default model for CT/MR/X-ray.
   With 3 images ``--prior auto`` uses the single training-set lookup (the retrieved prior needs 8+).
@@ -20,7 +16,7 @@ usage: python benchmarks/train_shipped.py [--data /work/shared/data]
   the colour-side validation (3 photos) cannot judge the CT side, so the last step is shipped
   (``val_every=0``).
 
-The meat cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
+Each cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
 cyclegan run ``medcolor train --method cyclegan --max-minutes M --seed 0`` with the defaults; then the
 training state is dropped (inference-only file, a few MB) and medcolor/models/manifest.json updated
 with the file's sha256, the data description, validation metrics, licence and attribution.
@@ -63,29 +59,20 @@ def _progress(name: str):
     return f
 
 
-RETINA_STEPS, RETINA_CAMERA_AUG = 500, 0.5
-
-
-def ship(name: str, data: Path, val: Path | None, minutes: float | None, extra: dict, size: int = 128,
-         steps: int | None = None, camera_aug: float = 0.0, checkpoint: Path | None = None) -> dict:
+def ship(name: str, data: Path, val: Path | None, minutes: float, extra: dict, size: int = 128) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        full = checkpoint or Path(tmp) / f"{name}-train.pt"
+        full = Path(tmp) / f"{name}-train.pt"
         t0 = time.time()
-        if checkpoint is None:
-            res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, steps=steps, seed=0,
-                                    size=size, val_every=100, checkpoint_every=0, name=name,
-                                    camera_aug=camera_aug), _progress(name))
-            print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
-            extra = dict(extra, train_minutes=round((time.time() - t0) / 60, 2))
+        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, seed=0, size=size,
+                                val_every=100, checkpoint_every=0, name=name), _progress(name))
         dst = MODELS_DIR / f"{name}.pt"
-        manifest = export_inference(full, dst, dict(extra, name=name))
+        manifest = export_inference(full, dst, dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2)))
+    print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
     return {"file": dst.name, "sha256": _sha(dst), "weights_sha256": manifest["weights_sha256"],
             "size_bytes": dst.stat().st_size, "architecture": manifest["architecture"],
             "model_size": manifest["model_size"], "steps": manifest["steps"], "training_data": manifest["training_data"],
             "validation": manifest["validation"], "licence": extra["licence"], "attribution": extra["attribution"],
-            "description": extra["description"], "train_minutes": manifest.get("train_minutes"),
-            "train_config": manifest.get("train_config"), **({"evaluation": extra["evaluation"]}
-                                                             if "evaluation" in extra else {})}
+            "description": extra["description"], "train_minutes": manifest["train_minutes"]}
 
 
 def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dict, window: str | None = None,
@@ -135,8 +122,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--only", choices=("retina", "meat", "cyclegan-meat"))
     ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
-    ap.add_argument("--retina-checkpoint", type=Path, help="ship this `medcolor train` output as retina")
-    ap.add_argument("--retina-evaluation", type=Path, help="JSON of benchmarks/retina_shift.py for the manifest")
+    ap.add_argument("--retina-minutes", type=float, default=10.0)
     ap.add_argument("--meat-minutes", type=float, default=5.0)
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
@@ -147,14 +133,11 @@ def main() -> None:
                    "checkpoint's own manifest is verified at load).")
     if a.only in (None, "retina"):
         chase = a.data / "chase_db1"
-        extra = {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
-                 "description": "colour fundus photographs (CHASE_DB1 01-07), camera-augmented",
-                 "validation_data": "CHASE_DB1 test images 08-14"}
-        if a.retina_evaluation:
-            extra["evaluation"] = json.loads(a.retina_evaluation.read_text())
-        doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images", None,
-                                       extra, steps=RETINA_STEPS, camera_aug=RETINA_CAMERA_AUG,
-                                       checkpoint=a.retina_checkpoint)
+        doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
+                                       a.retina_minutes,
+                                       {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
+                                        "description": "colour fundus photographs (CHASE_DB1 01-07)",
+                                        "validation_data": "CHASE_DB1 test images 08-14"})
     if a.only in (None, "meat"):
         src = a.data / "meat_exemplar_beef_meatcut"
         with tempfile.TemporaryDirectory() as tmp:
