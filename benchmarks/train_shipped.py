@@ -36,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medcolor.train.checkpoint import MODELS_DIR, export_inference  # noqa: E402
+from medcolor.nets.checkpoint import MODELS_DIR  # noqa: E402
+from medcolor.train.checkpoint import export_inference  # noqa: E402
 from medcolor.train.cyclegan import CycleConfig, train_cyclegan  # noqa: E402
 from medcolor.train.loop import TrainConfig, train  # noqa: E402
 

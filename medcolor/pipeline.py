@@ -123,7 +123,7 @@ def build_colorizer(options: RunOptions, device: torch.device):
                             hint="drop --ref or use --method exemplar")
     method = options.method.strip().lower()
     if method in ("cnn", "cyclegan"):  # the checkpoint is read here, not by the backend
-        from medcolor.train.checkpoint import load_model_options
+        from medcolor.nets.checkpoint import load_model_options
 
         backend_options.update(load_model_options(backend_options.pop("model", None), method))
     return get_colorizer(options.method, device=device, **backend_options)

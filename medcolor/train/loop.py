@@ -1,6 +1,6 @@
 """The training loop of ``medcolor train --method cnn``.
 
-``train(cfg, progress)`` trains :class:`medcolor.colorizers._nets.LumaPriorUNet` on a folder of colour
+``train(cfg, progress)`` trains :class:`medcolor.nets.unet.LumaPriorUNet` on a folder of colour
 images and writes a checkpoint (manifest + weights + training state for ``--resume``) to
 ``cfg.output``. Repeatable: with the same seed, data and ``--steps`` the weights are identical (sample
 ``i`` of the run is drawn from its own generator, see :mod:`medcolor.train.data`; torch's generator is
@@ -26,10 +26,12 @@ import numpy as np
 import torch
 
 from medcolor.errors import MedcolorError
+from medcolor.nets.checkpoint import build_network, load_checkpoint
+from medcolor.nets.lookup import soft_histogram
+from medcolor.nets.unet import ARCH
+from medcolor.train.checkpoint import save_checkpoint
 
 __all__ = ["TrainConfig", "train", "validate"]
-
-ARCH = "luma-prior-unet"
 BANK_MAX = 512
 BANK_MIN = 8      # "auto": fewer images give too few neighbours for a retrieved prior
 ProgressFn = Callable[..., None]
@@ -151,9 +153,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     """Train; returns ``{"output", "steps", "validation", "seconds", "manifest"}`` (on every rank)."""
     import torch.distributed as dist
 
-    from medcolor.colorizers._nets import build_network
     from medcolor.colorizers.base import resolve_device
-    from medcolor.train import checkpoint as ckpt
     from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
     from medcolor.train.losses import colour_loss
     from medcolor.train.lut import fit_l_lut
@@ -188,7 +188,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     start_step = 0
     opt_state = None
     if cfg.resume:
-        manifest, state, tstate = ckpt.load_checkpoint(cfg.resume, with_training_state=True)
+        manifest, state, tstate = load_checkpoint(cfg.resume, with_training_state=True)
         if manifest["architecture"] != ARCH:
             raise MedcolorError("cannot resume: different architecture", where=cfg.resume)
         arch_args = dict(manifest["arch_args"])
@@ -208,8 +208,6 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     else:
         net.set_lut(fit_l_lut(images))
         if bank_ids:
-            from medcolor.colorizers._nets import soft_histogram
-
             whole = whole_images([images[i] for i in bank_ids], cfg.size)["L"]
             net.set_bank(torch.stack([fit_l_lut([images[i]]) for i in bank_ids]),
                          soft_histogram(whole, net.hist_bins))
@@ -248,7 +246,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
         extra.update(cfg.extra_manifest)
         tstate = {"optimizer": opt.state_dict(), "config": {"size": cfg.size, "batch_size": cfg.batch_size,
                                                               "seed": cfg.seed}}
-        ckpt.save_checkpoint(cfg.output, net, ARCH, arch_args, extra, tstate)
+        save_checkpoint(cfg.output, net, ARCH, arch_args, extra, tstate)
         progress("saved", path=str(cfg.output), step=step, final=final)
 
     model.train()
