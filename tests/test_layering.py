@@ -193,3 +193,13 @@ def test_every_declared_dependency_is_used() -> None:
         if not re.search(rf"^\s*(import|from) {re.escape(module)}\b", source, re.M):
             unused.append(dist)
     assert unused == []
+
+
+def test_doctor_lists_every_declared_dependency() -> None:
+    """doctor reads the dependency list from medcolor's metadata: nothing to keep in step by hand."""
+    tomllib = pytest.importorskip("tomllib")
+    from medcolor.doctor import packages
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [re.match(r"[A-Za-z0-9_.\-]+", spec).group(0) for spec in project["dependencies"]]
+    assert set(declared) <= set(packages())
