@@ -15,8 +15,8 @@ from medcolor.colorizers import get_colorizer, list_backends
 from medcolor.errors import MedcolorError
 from medcolor.nets.checkpoint import FORMAT, load_checkpoint, load_model_options
 from medcolor.nets.cyclegan import ARCH, ColorGenerator, ResnetGenerator
-from medcolor.train.cyclegan import (CycleConfig, GANLoss, ImagePool, PatchDiscriminator, load_vgg16_features,
-                                     train_cyclegan, tv_loss)
+from medcolor.train.cyclegan import CycleConfig, ImagePool, PatchDiscriminator, train_cyclegan
+from medcolor.train.losses import GANLoss, load_vgg16_features, tv_loss
 from tests._cnn_fixtures import make_crops
 from tests.conftest import CT_DIR, dciodvfy_errors
 
@@ -78,7 +78,7 @@ def test_patchgan_is_70x70_and_losses_are_finite() -> None:
 
 
 def test_vgg16_weights_file_is_verified(tmp_path: Path) -> None:
-    from medcolor.train.cyclegan import _vgg16_features_layers
+    from medcolor.train.losses import _vgg16_features_layers
 
     sd = {f"features.{k}": v.clone() + 0.01 for k, v in _vgg16_features_layers().state_dict().items()}
     assert len(sd) == 26                       # 13 convolutions of torchvision's vgg16().features

@@ -53,14 +53,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medcolor.color import srgb_to_lab
+from medcolor.color import lab_to_rgb8, srgb_to_lab
+from medcolor.colorizers.base import resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.nets.checkpoint import load_checkpoint
 from medcolor.nets.cyclegan import ARCH, ColorGenerator, ResnetGenerator
 from medcolor.train.checkpoint import save_checkpoint
+from medcolor.train.data import _sample, describe_data, find_images, gray_l, lab_of, load_images
+from medcolor.train.loop import budget_check, init_distributed
+from medcolor.train.losses import GANLoss, load_vgg16_features, tv_loss
+from medcolor.train.lut import fit_l_lut
 
-__all__ = ["CycleConfig", "PatchDiscriminator", "GANLoss", "ImagePool", "VGG16Features", "load_vgg16_features",
-           "tv_loss", "train_cyclegan", "gray_domain_images"]
+__all__ = ["CycleConfig", "PatchDiscriminator", "ImagePool", "train_cyclegan", "gray_domain_images"]
 
 ProgressFn = Callable[..., None]
 
@@ -87,116 +91,7 @@ class PatchDiscriminator(nn.Module):
 
 
 
-# ----------------------------------------------------------------------------------------- losses
-class GANLoss(nn.Module):
-    """``lsgan`` (MSE to 1 / 0) or ``vanilla`` (BCE with logits)."""
-
-    def __init__(self, mode: str = "lsgan") -> None:
-        super().__init__()
-        if mode not in ("lsgan", "vanilla"):
-            raise MedcolorError(f"unknown GAN loss {mode!r}", where="--gan-mode", hint="use lsgan or vanilla")
-        self.mode = mode
-
-    def forward(self, pred: torch.Tensor, real: bool) -> torch.Tensor:
-        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
-        if self.mode == "lsgan":
-            return F.mse_loss(pred, target)
-        return F.binary_cross_entropy_with_logits(pred, target)
-
-
-def tv_loss(img: torch.Tensor, beta: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
-    """Total variation ``mean((dx^2 + dy^2 + eps)^(beta/2))`` (beta = 1: isotropic TV)."""
-    dx = img[..., :-1, 1:] - img[..., :-1, :-1]
-    dy = img[..., 1:, :-1] - img[..., :-1, :-1]
-    return (dx.square() + dy.square() + eps).pow(beta / 2.0).mean()
-
-
-_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-_VGG_MEAN = (0.485, 0.456, 0.406)
-_VGG_STD = (0.229, 0.224, 0.225)
-
-
-def _vgg16_features_layers() -> nn.Sequential:
-    """torchvision's ``vgg16().features`` layout (so ``features.<i>.weight`` keys line up)."""
-    layers: list[nn.Module] = []
-    ch = 3
-    for v in _VGG16_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(ch, int(v), 3, padding=1), nn.ReLU(inplace=False)]
-            ch = int(v)
-    return nn.Sequential(*layers)
-
-
-class VGG16Features(nn.Module):
-    """Frozen VGG16 feature taps at relu1_2, relu2_2, relu3_3 (indices 3, 8, 15 of ``features``).
-    ``source`` says where the weights came from ("file <name>" or "random-init (seed 0)")."""
-
-    TAPS = (3, 8, 15)
-
-    def __init__(self, features: nn.Sequential, source: str) -> None:
-        super().__init__()
-        self.features = features[: max(self.TAPS) + 1]
-        self.source = source
-        self.register_buffer("mean", torch.tensor(_VGG_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_VGG_STD).view(1, 3, 1, 1))
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
-
-    def forward(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
-        x = (rgb01 - self.mean) / self.std
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                out.append(x)
-        return out
-
-    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return sum(F.l1_loss(fa, fb) for fa, fb in zip(self(a), self(b))) / len(self.TAPS)
-
-
-def load_vgg16_features(path: str | Path | None) -> VGG16Features:
-    """VGG16 features from a local torchvision-layout state dict (``features.*`` keys; every shape
-    checked, nothing downloaded), or without ``path`` the documented fallback: the same layers with a
-    fixed random initialisation (seed 0, Kaiming-normal, zero bias)."""
-    feats = _vgg16_features_layers()
-    if path is None:
-        g = torch.Generator().manual_seed(0)
-        for m in feats:
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.in_channels * 9
-                with torch.no_grad():
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
-                    m.bias.zero_()
-        return VGG16Features(feats, "random-init VGG16 layout (seed 0; no --perceptual-weights)")
-    p = Path(path)
-    if not p.is_file():
-        raise MedcolorError("no such VGG16 weights file", where=p, hint="give a local torchvision vgg16 state dict (.pth)")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise MedcolorError(f"not a readable torch state dict ({type(exc).__name__})", where=p,
-                            hint="give torchvision's vgg16 weights file (state dict)") from None
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise MedcolorError("not a state dict", where=p, hint="give torchvision's vgg16 weights file (state dict)")
-    expected = {f"features.{k}": v.shape for k, v in feats.state_dict().items()}
-    missing = [k for k in expected if k not in sd]
-    if missing:
-        raise MedcolorError(f"not a VGG16 state dict: missing {len(missing)} features.* key(s), e.g. {missing[0]}",
-                            where=p, hint="use torchvision's vgg16 (not vgg16_bn) weights")
-    bad = [k for k, s in expected.items() if not isinstance(sd[k], torch.Tensor) or tuple(sd[k].shape) != tuple(s)]
-    if bad:
-        raise MedcolorError(f"VGG16 weight shapes do not match ({bad[0]}: {tuple(sd[bad[0]].shape)} vs "
-                            f"{tuple(expected[bad[0]])})", where=p, hint="use torchvision's vgg16 weights")
-    feats.load_state_dict({k[len("features."):]: sd[k].float() for k in expected}, strict=True)
-    return VGG16Features(feats, f"file {p.name}")
-
-
+# ------------------------------------------------------------------------------------- image pool
 class ImagePool:
     """Buffer of up to ``size`` past fakes (Shrivastava et al.): each query image is, with
     probability 1/2 once the pool is full, swapped for a stored one. Own seeded generator."""
@@ -268,8 +163,6 @@ def gray_domain_images(folder: str | Path, window: str | None, work_size: int) -
 
 def _batch(images: list[torch.Tensor], size: int, n: int, seed: int, step: int, tag: int, first: int = 0) -> torch.Tensor:
     """Samples ``first .. first+n-1`` of step ``step`` (rank r of a torchrun job takes ``first = r * n``)."""
-    from medcolor.train.data import _sample
-
     out = []
     for j in range(first, first + n):
         rng = np.random.default_rng([seed, tag, step, j])
@@ -282,9 +175,7 @@ def colour_side_validation(g_color: ColorGenerator, images: list[torch.Tensor], 
     """The unpaired setting has no colour truth for the gray side; what can be checked is the colour
     side: G_color fed the L* of each colour photo's 8-bit gray (as ``medcolor run`` reads a gray image)
     must give back the photo. Mean PSNR and SSIM (8-bit RGB, as ``medcolor evaluate``) over ``images``."""
-    from medcolor.color import lab_to_rgb8
     from medcolor.evaluate import rgb_metrics
-    from medcolor.train.data import gray_l, lab_of
 
     was = g_color.training
     g_color.eval()
@@ -351,8 +242,6 @@ def _noop(*_: Any, **__: Any) -> None:
 def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Train; returns ``{"output", "steps", "seconds", "losses", "manifest"}``. ``progress`` gets
     ``"start"``, ``"step"`` (step, steps, loss, and every loss term) and ``"saved"``."""
-    from medcolor.colorizers.base import resolve_device
-    from medcolor.train.data import describe_data, find_images, load_images
 
     progress = progress or _noop
     t0 = time.perf_counter()
@@ -361,8 +250,6 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
     if cfg.lr_schedule not in ("linear", "cosine"):
         raise MedcolorError(f"unknown schedule {cfg.lr_schedule!r}", where="--lr-schedule", hint="linear or cosine")
     import torch.distributed as dist
-
-    from medcolor.train.loop import budget_check, init_distributed
 
     world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
@@ -385,8 +272,6 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
                 nn.init.normal_(mod.weight, 0.0, 0.02)
                 nn.init.zeros_(mod.bias)
     if g_color.luma_prior:
-        from medcolor.train.lut import fit_l_lut
-
         g_color.set_prior(fit_l_lut(color_imgs))
     pool_color = ImagePool(cfg.pool_size, cfg.seed * 2 + 1 + 1000 * rank)
     pool_gray = ImagePool(cfg.pool_size, cfg.seed * 2 + 2 + 1000 * rank)

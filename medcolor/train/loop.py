@@ -25,11 +25,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from medcolor.color import lab_to_rgb8
+from medcolor.colorizers.base import resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.nets.checkpoint import build_network, load_checkpoint
 from medcolor.nets.lookup import soft_histogram
 from medcolor.nets.unet import ARCH
 from medcolor.train.checkpoint import save_checkpoint
+from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
+from medcolor.train.losses import colour_loss
+from medcolor.train.lut import fit_l_lut
 
 __all__ = ["TrainConfig", "train", "validate"]
 BANK_MAX = 512
@@ -134,7 +139,6 @@ def _lr_factor(progress: float, step: int, warmup: int = 30) -> float:
 def validate(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
     """PSNR/SSIM (RGB, 8-bit, data_range 255, skimage) of the whole validation images at the model
     resolution, prediction joined to the input L and gamut-mapped as ``medcolor run`` does."""
-    from medcolor.color import lab_to_rgb8
     from medcolor.evaluate import rgb_metrics
 
     was = net.training
@@ -153,10 +157,6 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     """Train; returns ``{"output", "steps", "validation", "seconds", "manifest"}`` (on every rank)."""
     import torch.distributed as dist
 
-    from medcolor.colorizers.base import resolve_device
-    from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
-    from medcolor.train.losses import colour_loss
-    from medcolor.train.lut import fit_l_lut
 
     progress = progress or _noop
     t0 = time.perf_counter()

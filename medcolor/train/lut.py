@@ -13,13 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from medcolor.nets.lookup import LUT_BINS
+from medcolor.train.data import lab_of
 
 __all__ = ["fit_l_lut", "mean_ab"]
 
 
 def _labs(images: Iterable[torch.Tensor]):
-    from medcolor.train.data import lab_of
-
     for img in images:
         yield lab_of(img if img.ndim == 3 else img[0]).reshape(3, -1).double()
 
