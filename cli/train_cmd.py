@@ -178,34 +178,29 @@ def register(app: typer.Typer) -> None:
         work_size: int = typer.Option(256, "--work-size", help="cyclegan: images are shrunk to this longer side (and inference runs at it)."),
     ) -> None:
         """Train a colouriser on colour images (gray input made on the fly); runs under torchrun too."""
-        m = method.strip().lower()
-        if m == "cyclegan":
-            cargs = dict(gray=gray, color=color, output=output, steps=steps, max_minutes=max_minutes, seed=seed,
-                         resume=resume, batch_size=batch_size or 1, size=size, lr=2e-4 if lr is None else lr,
-                         lr_schedule=lr_schedule, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
-                         lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
-                         lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv,
-                         perceptual_weights=perceptual_weights, pool_size=pool_size, l_lock=not no_l_lock, luma_prior=not no_luma_prior,
-                         window=window, checkpoint_every=checkpoint_every, val_every=val_every, device=device, name=name,
-                         work_size=work_size)
-            guard(lambda: _train_cyclegan(cargs))
-            return
-        if m != "cnn":
-            def bad() -> int:
+        def go() -> int:
+            m = method.strip().lower()
+            if m == "cyclegan":
+                return _train_cyclegan(dict(
+                    gray=gray, color=color, output=output, steps=steps, max_minutes=max_minutes, seed=seed,
+                    resume=resume, batch_size=batch_size or 1, size=size, lr=2e-4 if lr is None else lr,
+                    lr_schedule=lr_schedule, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
+                    lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+                    lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv, perceptual_weights=perceptual_weights,
+                    pool_size=pool_size, l_lock=not no_l_lock, luma_prior=not no_luma_prior, window=window,
+                    checkpoint_every=checkpoint_every, val_every=val_every, device=device, name=name,
+                    work_size=work_size))
+            if m != "cnn":
                 raise MedcolorError(f"cannot train method {method!r}", where="--method", hint="use --method cnn or cyclegan")
-            guard(bad)
-        if data is None:
-            def no_data() -> int:
+            if data is None:
                 raise MedcolorError("--data is required for --method cnn", where="--data",
                                     hint="give a folder of colour training images")
-            guard(no_data)
-        if lr is None:
-            lr = 2e-3
-        args = dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
-                    resume=resume, batch_size=batch_size or 8, size=size, lr=lr, val_every=val_every,
-                    checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,
-                    prior=prior)
-        guard(lambda: _train(args))
+            return _train(dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
+                               resume=resume, batch_size=batch_size or 8, size=size, lr=2e-3 if lr is None else lr,
+                               val_every=val_every, checkpoint_every=checkpoint_every, base=base, device=device,
+                               workers=workers, name=name, prior=prior))
+
+        guard(go)
 
     @app.command()
     def evaluate(
