@@ -10,7 +10,7 @@ import torch
 
 from medcolor import __version__
 
-PACKAGES = ("torch", "monai", "pydicom", "highdicom", "pynetdicom", "numpy", "scikit-image",
+PACKAGES = ("torch", "monai", "pydicom", "pynetdicom", "numpy", "scikit-image",
             "opencv-python-headless", "SimpleITK", "nibabel", "pylibjpeg", "pylibjpeg-openjpeg",
             "pylibjpeg-rle", "pyjpegls", "python-gdcm", "Pillow", "typer", "rich")
 

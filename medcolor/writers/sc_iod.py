@@ -6,7 +6,7 @@ Two SOP classes (PS3.4 B.5):
 * Multi-frame True Color Secondary Capture Image Storage (PS3.3 A.8.5): one instance, every frame.
 
 :class:`RGBSecondaryCapture` builds the series-constant part of the dataset once from a reference
-(source) dataset with :meth:`~RGBSecondaryCapture.from_reference`, highdicom style: tolerant when
+(source) dataset with :meth:`~RGBSecondaryCapture.from_reference` (after highdicom's style): tolerant when
 reading the source (a malformed value becomes "unknown"), strict when writing (every element checked
 against its VR and the IOD's Type 1/2 attributes required, else MedcolorError). Only a whitelist of
 patient/study attributes is copied (decoded with the source's character set, written as UTF-8
