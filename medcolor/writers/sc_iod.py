@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from io import BufferedIOBase, BytesIO
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydicom import config as pydicom_config
