@@ -249,6 +249,86 @@ def test_absurd_size_refused(tmp_path: Path) -> None:
     assert "truncated" in _reason(res, "big.dcm")
 
 
+def test_expand_inputs_lists_each_file_once_through_links_and_repeats(tmp_path: Path) -> None:
+    from medcolor.io import expand_inputs
+
+    d = tmp_path / "ct"
+    shutil.copytree(CT_DIR, d)
+    first = sorted(d.glob("*.dcm"))[0]
+    (tmp_path / "link.dcm").symlink_to(first)
+    (tmp_path / "linkdir").symlink_to(d, target_is_directory=True)
+    files, missing = expand_inputs([d, first, tmp_path / "link.dcm", tmp_path / "linkdir",
+                                    tmp_path / "ct" / ".." / "ct" / first.name, tmp_path / "nothing"])
+    assert sorted(p.name for p in files) == sorted(p.name for p in d.glob("*.dcm"))
+    assert [m.status for m in missing] == ["failed"]
+
+
+# ---------------------------------------------------------------- tolerant reading, strict about what is used
+
+def _with_replaced_element(src: Path, dst: Path, tag_vr: bytes, new: bytes) -> None:
+    """A copy of explicit VR little endian ``src`` whose element starting ``tag_vr`` (tag + VR, 6 bytes, with
+    a 2-byte length) is replaced by the raw bytes ``new`` (tag, VR, length and value)."""
+    data = src.read_bytes()
+    i = data.index(tag_vr)
+    n = int.from_bytes(data[i + 6:i + 8], "little")
+    dst.write_bytes(data[:i] + new + data[i + 8 + n:])
+
+
+UNUSED_AND_USED = [  # (what is broken; the element, unused by medcolor; the same corruption in one it reads)
+    ("unknown VR", (b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00IW\x02\x001 "),          # SliceThickness
+     (b"\x20\x00\x13\x00IS", b"\x20\x00\x13\x00IW\x02\x001 "), "InstanceNumber"),
+    ("binary value of a wrong length", (b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00UL\x03\x00\x01\x02\x03"),
+     (b"\x08\x00\x60\x00CS", b"\x08\x00\x60\x00UL\x03\x00\x01\x02\x03"), "Modality"),
+]
+
+
+@pytest.mark.parametrize("what,unused,used,keyword", UNUSED_AND_USED, ids=[c[0] for c in UNUSED_AND_USED])
+def test_invalid_value_tolerated_where_unused_refused_where_used(tmp_path: Path, what: str, unused: tuple,
+                                                                  used: tuple, keyword: str) -> None:
+    """Lenient: an invalid value in an element medcolor never reads does not stop the file (and is never
+    copied to the output). Strict: the same corruption in an attribute it reads fails the file at scan
+    time with one line naming the attribute; the other files of the series go on."""
+    src = tmp_path / "ct"
+    shutil.copytree(CT_DIR, src)
+    first, second = sorted(src.glob("*.dcm"))[:2]
+    _with_replaced_element(first, first, *unused)
+    _with_replaced_element(second, second, *used)
+    found = scan([src])
+    assert [len(s.slices) for s in found.series] == [len(list(CT_DIR.glob("*.dcm"))) - 1]
+    assert first in [r.path for r in found.series[0].slices]
+    reason = _reason(found, second.name)
+    assert reason.startswith("failed: unreadable DICOM header") and keyword in reason and "\n" not in reason
+    series = found.series[0]
+    ref = next(r for r in series.slices if r.path == first)
+    want = pydicom.dcmread(CT_DIR / first.name).pixel_array.astype(np.float32) - 1024
+    np.testing.assert_array_equal(read_slice(ref, series), want)
+
+
+def test_invalid_value_in_a_functional_group_macro_is_refused(tmp_path: Path) -> None:
+    """Strict in nested data too: an unknown VR on the PixelSpacing of an enhanced object's per-frame Pixel
+    Measures fails the file, naming the attribute; the same in a macro medcolor never reads is tolerated."""
+    ds = pydicom.dcmread(CT_DIR / "1-12.dcm")
+    ds.NumberOfFrames = 1
+    measures = pydicom.Dataset()
+    measures.PixelSpacing = [0.7, 0.7]
+    content = pydicom.Dataset()
+    content.FrameAcquisitionDateTime = "20200101120000"
+    group = pydicom.Dataset()
+    group.PixelMeasuresSequence = pydicom.Sequence([measures])
+    group.FrameContentSequence = pydicom.Sequence([content])
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([group])
+    ds.save_as(tmp_path / "src.dcm", enforce_file_format=True)
+    data = (tmp_path / "src.dcm").read_bytes()
+    unused = data.index(b"\x18\x00\x74\x90DT")   # FrameAcquisitionDateTime, inside the sequence
+    used = data.rindex(b"\x28\x00\x30\x00DS")    # PixelSpacing inside the sequence (after the top level's)
+    (tmp_path / "ok.dcm").write_bytes(data[:unused + 4] + b"IW" + data[unused + 6:])
+    (tmp_path / "bad.dcm").write_bytes(data[:used + 4] + b"IW" + data[used + 6:])
+    found = scan([tmp_path / "ok.dcm", tmp_path / "bad.dcm"])
+    assert [r.path.name for s in found.series for r in s.slices] == ["ok.dcm"]
+    reason = _reason(found, "bad.dcm")
+    assert reason.startswith("failed: unreadable DICOM header") and "PixelSpacing" in reason
+
+
 # ---------------------------------------------------------------- decoding
 
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
