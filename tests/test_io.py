@@ -304,6 +304,37 @@ def test_invalid_value_tolerated_where_unused_refused_where_used(tmp_path: Path,
     np.testing.assert_array_equal(read_slice(ref, series), want)
 
 
+def test_invalid_copied_value_in_the_reference_is_dropped_cleanly(tmp_path: Path) -> None:
+    """An attribute read only from a series' reference header (its first slice), to be copied into the
+    output, with a value that does not convert: removed from the in-memory header with a series warning,
+    never copied; the file and the series go on, and the output is valid DICOM."""
+    from medcolor.pipeline import RunOptions, run
+
+    from tests.conftest import dciodvfy_errors
+
+    src = tmp_path / "ct"
+    shutil.copytree(CT_DIR, src)
+    first = scan([src]).series[0].slices[0].path
+    data = first.read_bytes()
+    study = data.index(b"\x08\x00\x30\x10LO")            # StudyDescription
+    code = data.index(b"\x08\x00\x04\x01LO")             # CodeMeaning of the first de-identification code
+    data = data[:study + 4] + b"IW" + data[study + 6:code + 4] + b"IW" + data[code + 6:]
+    first.write_bytes(data)
+    series = scan([src]).series[0]
+    ds = series.slices[0].dataset
+    assert series.slices[0].path == first and "StudyDescription" not in ds
+    assert "CodeMeaning" not in ds.DeidentificationMethodCodeSequence[0]
+    assert any("invalid StudyDescription, CodeMeaning" in w and first.name in w for w in series.warnings)
+    result = run([src], RunOptions(output=tmp_path / "out", method="lut", reader_workers=0))
+    assert not result.failed and {o.status for o in result.outcomes} == {"done"}
+    out = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(out) == len(series.slices)
+    written = pydicom.dcmread(out[0])
+    assert "StudyDescription" not in written and written.PatientID == ds.PatientID
+    assert dciodvfy_errors(out[0]) == []
+    assert src.joinpath(first.name).read_bytes() == data  # the input is never modified
+
+
 def test_invalid_value_in_a_functional_group_macro_is_refused(tmp_path: Path) -> None:
     """Strict in nested data too: an unknown VR on the PixelSpacing of an enhanced object's per-frame Pixel
     Measures fails the file, naming the attribute; the same in a macro medcolor never reads is tolerated."""

@@ -39,12 +39,12 @@ _IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID",
                 "SeriesInstanceUID", "Rows")
 _NATIVE_LE = frozenset((_uid.ImplicitVRLittleEndian, _uid.ExplicitVRLittleEndian))
 
-#: The top-level attributes medcolor reads from a source header (io, windowing, the writers, the report and
-#: the PHI redactor): each must convert, or the file fails at scan time, naming it. Any other element may
-#: hold an invalid value: medcolor never reads it, and never copies it (the writers copy a whitelist).
+#: The top-level attributes medcolor reads from every source header (io, windowing, the writers, the PHI
+#: redactor): each must convert, or the file fails at scan time, naming it. Any other element may hold an
+#: invalid value: medcolor never reads it, and never copies it (the writers copy a whitelist).
 USED_KEYWORDS = (
     "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-    "Modality", "InstanceNumber", "SeriesDescription", "DirectoryRecordSequence",
+    "Modality", "InstanceNumber", "DirectoryRecordSequence", "BurnedInAnnotation",
     # Image Pixel, Multi-frame, Presentation LUT
     "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored",
     "PixelRepresentation", "NumberOfFrames", "PresentationLUTShape",
@@ -52,14 +52,21 @@ USED_KEYWORDS = (
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing", "RescaleSlope",
     "RescaleIntercept", "RescaleType", "ModalityLUTSequence", "WindowCenter", "WindowWidth",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
-    # copied into the SC output or deciding its content (writers), redacted from logs (privacy)
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientIdentityRemoved",
-    "DeidentificationMethod", "DeidentificationMethodCodeSequence", "StudyDate", "StudyTime", "StudyID",
-    "AccessionNumber", "ReferringPhysicianName", "StudyDescription", "BodyPartExamined",
-    "BurnedInAnnotation", "RecognizableVisualFeatures", "LossyImageCompression",
-    "LossyImageCompressionRatio", "LossyImageCompressionMethod", "Laterality", "ImageLaterality",
-    "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
+    # redacted from logs and reports (privacy.PHI_KEYWORDS)
+    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName",
 )
+#: The attributes read from a series' reference header only (its first slice: copied into the SC output or
+#: shown in the report; the code items too): checked once per series by :func:`drop_invalid_copied`.
+REFERENCE_KEYWORDS = (
+    "PatientSex", "PatientAge", "PatientIdentityRemoved", "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription", "BodyPartExamined", "SeriesDescription",
+    "RecognizableVisualFeatures", "LossyImageCompression", "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod", "Laterality", "ImageLaterality",
+)
+_CODE_KEYWORDS = ("CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "LongCodeValue",
+                  "URNCodeValue")
 _META_KEYWORDS = ("TransferSyntaxUID", "MediaStorageSOPClassUID")
 #: the functional group macros medcolor reads (enhanced objects), and what it reads in their items
 _MACRO_KEYWORDS = {
@@ -69,11 +76,7 @@ _MACRO_KEYWORDS = {
     "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
     "FrameVOILUTSequence": ("WindowCenter", "WindowWidth"),
 }
-_NESTED_KEYWORDS = {
-    "ModalityLUTSequence": ("LUTDescriptor", "LUTData", "ModalityLUTType"),
-    "DeidentificationMethodCodeSequence": ("CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion",
-                                           "CodeMeaning", "LongCodeValue", "URNCodeValue"),
-}
+_LUT_KEYWORDS = ("LUTDescriptor", "LUTData", "ModalityLUTType")
 
 
 @dataclass
@@ -146,7 +149,9 @@ def _tags(keywords: tuple[str, ...]) -> frozenset[int]:
 _USED_TAGS = _tags(USED_KEYWORDS)
 _META_TAGS = _tags(_META_KEYWORDS)
 _MACRO_TAGS = {macro: _tags(keywords) for macro, keywords in _MACRO_KEYWORDS.items()}
-_NESTED_TAGS = {keyword: _tags(nested) for keyword, nested in _NESTED_KEYWORDS.items()}
+_LUT_TAGS = _tags(_LUT_KEYWORDS)
+_REFERENCE_TAGS = _tags(REFERENCE_KEYWORDS)
+_CODE_TAGS = _tags(_CODE_KEYWORDS)
 
 
 def _items(ds: Dataset, keyword: str) -> Sequence | tuple:
@@ -155,14 +160,14 @@ def _items(ds: Dataset, keyword: str) -> Sequence | tuple:
 
 
 def _used_items(ds: Dataset) -> Iterator[tuple[Dataset, frozenset[int]]]:
-    """(data set, the tags medcolor reads in it): the file meta, the top level, then the nested items."""
+    """(data set, the tags medcolor reads in it for every file): the file meta, the top level, the Modality
+    LUT items and the functional group macros."""
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         yield meta, _META_TAGS
     yield ds, _USED_TAGS
-    for keyword, tags in _NESTED_TAGS.items():
-        for item in _items(ds, keyword):
-            yield item, tags
+    for item in _items(ds, "ModalityLUTSequence"):
+        yield item, _LUT_TAGS
     for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         for group in _items(ds, groups):
             for macro, tags in _MACRO_TAGS.items():
@@ -170,15 +175,38 @@ def _used_items(ds: Dataset) -> Iterator[tuple[Dataset, frozenset[int]]]:
                     yield item, tags
 
 
+def _invalid(item: Dataset, tags: frozenset[int]) -> Iterator[tuple[int, Exception]]:
+    """(tag, pydicom's error) of each of ``tags`` in ``item`` whose value does not convert (pydicom converts
+    a value when it is first read: an invalid VR or value would otherwise raise far from here)."""
+    for tag in tags.intersection(item.keys()):
+        try:
+            item[tag]
+        except Exception as exc:  # noqa: BLE001 - pydicom raises several types for invalid values
+            yield tag, exc
+
+
 def _check_used(ds: Dataset) -> None:
-    """Convert every attribute medcolor reads (pydicom converts a value when it is first read: an invalid VR
-    or value would otherwise raise far from here). Raises ValueError naming the attribute."""
+    """Convert every attribute medcolor reads in each file; ValueError naming the first that fails."""
     for item, tags in _used_items(ds):
-        for tag in tags.intersection(item.keys()):
-            try:
-                item[tag]
-            except Exception as exc:  # noqa: BLE001 - pydicom raises several types for invalid values
-                raise ValueError(f"{keyword_for_tag(tag)}: {exc}") from None
+        for tag, exc in _invalid(item, tags):
+            raise ValueError(f"{keyword_for_tag(tag)}: {exc}")
+
+
+def drop_invalid_copied(ds: Dataset) -> list[str]:
+    """Check the attributes read from a series' reference header (:data:`REFERENCE_KEYWORDS` and its
+    de-identification code items); each whose value does not convert is removed from the header in memory
+    (so it is never copied; the file is not touched). Returns their keywords."""
+    dropped = _drop_invalid(ds, _REFERENCE_TAGS)
+    for item in _items(ds, "DeidentificationMethodCodeSequence"):  # the sequence itself was checked first
+        dropped += _drop_invalid(item, _CODE_TAGS)
+    return dropped
+
+
+def _drop_invalid(item: Dataset, tags: frozenset[int]) -> list[str]:
+    bad = [tag for tag, _exc in _invalid(item, tags)]
+    for tag in bad:
+        del item[tag]
+    return [keyword_for_tag(tag) for tag in bad]
 
 
 def _pixel_element(fp: BinaryIO, ds: Dataset, ts: _uid.UID) -> tuple[int, int | None, int | None] | None:

@@ -212,6 +212,10 @@ def _build_dicom_series(cands: list[_Candidate], outcomes: list[FileOutcome]) ->
                                 f"{med:.2f} mm): slices may be missing")
     first = kept[0].ref
     ds = first.dataset
+    dropped = _dicom.drop_invalid_copied(ds)
+    if dropped:
+        notes.append(f"invalid {', '.join(dropped)} in the header of {first.path.name}, the series' reference: "
+                     "not copied to the output")
     if str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE" and \
             str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME2":
         notes.append("Presentation LUT Shape INVERSE: shown inverted, as MONOCHROME1")
