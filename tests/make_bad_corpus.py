@@ -340,12 +340,13 @@ def make_fuzz_regressions() -> None:
          note="fuzz finding: an unknown VR ('IW', 0x55D3) raised lazily after the header was read, caught "
               "only by the scan's last-resort handler ('unreadable (...)')")
     case("fuzz_nested_sq_hang", {"nested_sq.dcm": (Path(__file__).parent / "data" / "fuzz_regressions" /
-                                                   "hang_nested_sq.dcm", "failed", "unreadable DICOM header")},
+                                                   "hang_nested_sq.dcm", "failed", "without pixel data")},
          outputs=0,
-         note="fuzz finding (30-minute run, kept as found: a 4 kB mutation of a sample slice): deeply "
-              "nested sequences with a broken element made pydicom's recursive walk re-format the nested "
-              "traceback at every level (minutes per file, a batch-stopping hang); now an iterative "
-              "conversion with a depth bound fails it in well under a second")
+         note="fuzz finding (30-minute run, kept as found: a 4 kB mutation of a sample slice, cut before its "
+              "pixel data): deeply nested sequences with a broken element made pydicom's recursive walk "
+              "re-format the nested traceback at every level (minutes per file, a batch-stopping hang); medcolor "
+              "now converts only the attributes it reads, never walks the header, and fails the file at once "
+              "for its missing pixel data")
     case("fuzz_multivalued_samples",
          {"spp_list.dcm": (ct_with(SamplesPerPixel=[21316, 14, 11824]), "failed", "SamplesPerPixel")},  # VM 3, not 1
          outputs=0, note="fuzz finding (30-minute run): a multi-valued SamplesPerPixel raised TypeError in int(), "
