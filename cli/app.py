@@ -147,7 +147,9 @@ def run(
     multiframe: bool = typer.Option(False, "--multiframe", help="Write one Multi-frame True Color SC per series."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Slices per batch through the backend."),
-    exemplar_mode: str = typer.Option("welsh", "--exemplar-mode", help="welsh (luminance + texture) | reinhard (global tint)."),
+    exemplar_mode: str = typer.Option("auto", "--exemplar-mode", help="auto (tissue on CT in HU, else welsh) | tissue (colour by Hounsfield class and photo population) | gram (tissue + VGG-19 style transfer) | welsh (luminance + texture) | reinhard (global tint)."),
+    tissue_map: Optional[Path] = typer.Option(None, "--tissue-map", help="exemplar tissue/gram: JSON map of Hounsfield class -> photo population, e.g. {\"bone\": \"fat\"} (see docs/tissue.md)."),
+    vgg19_weights: Optional[Path] = typer.Option(None, "--vgg19-weights", help="exemplar gram: local torchvision VGG-19 state dict (never downloaded); default: fixed random features."),
     deidentify: bool = typer.Option(False, "--deidentify", help="Apply the PS3.15 basic profile to copied attributes."),
     report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the report (off by default)."),
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
@@ -161,7 +163,7 @@ def run(
     opts = RunOptions(output=output, method=method, reference=ref, window=window, device=device, fmt=fmt,
                       multiframe=multiframe, overwrite=overwrite, batch_size=batch_size,
                       exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi,
-                      reader_workers=workers,
+                      reader_workers=workers, tissue_map=tissue_map, vgg19_weights=vgg19_weights,
                       backend_options={**({"model": model} if model else {}), **({"l_lock": False} if no_l_lock else {})})
     _guard(lambda: _run(inputs, opts, send=send))
 

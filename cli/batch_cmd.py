@@ -117,7 +117,9 @@ def register(app: typer.Typer) -> None:
         multiframe: bool = typer.Option(False, "--multiframe", help="One Multi-frame True Color SC per series."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo series already completed with the same parameters."),
         batch_size: int = typer.Option(8, "--batch-size", "-b", help="Slices per batch through the backend."),
-        exemplar_mode: str = typer.Option("welsh", "--exemplar-mode", help="welsh | reinhard."),
+        exemplar_mode: str = typer.Option("auto", "--exemplar-mode", help="auto (tissue on CT in HU, else welsh) | tissue | gram | welsh | reinhard (see `medcolor run --help`)."),
+        tissue_map: Optional[Path] = typer.Option(None, "--tissue-map", help="exemplar tissue/gram: JSON map of Hounsfield class -> photo population."),
+        vgg19_weights: Optional[Path] = typer.Option(None, "--vgg19-weights", help="exemplar gram: local torchvision VGG-19 state dict."),
         deidentify: bool = typer.Option(False, "--deidentify", help="PS3.15 basic profile; refuses BurnedInAnnotation YES sources."),
         report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the reports."),
         workers: int = typer.Option(1, "--workers", "-j", help="Local worker processes (series in parallel)."),
@@ -139,6 +141,7 @@ def register(app: typer.Typer) -> None:
             opts = RunOptions(output=out_dir, method=method, reference=ref, window=window, device=device, fmt=fmt,
                               multiframe=multiframe, overwrite=overwrite, batch_size=batch_size,
                               exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi,
+                              tissue_map=tissue_map, vgg19_weights=vgg19_weights,
                               backend_options={"model": model} if model else {})
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=err, transient=False, disable=not err.is_terminal) as progress:
