@@ -120,8 +120,9 @@ def build_colorizer(options: RunOptions, device: torch.device):
     if options.method == "exemplar":
         ref = options.reference or DEFAULT_REFERENCE
         rgb, sha = read_image_rgb(ref)
+        from medcolor.colorizers.exemplar import read_exemplar_files  # --tissue-map, --vgg19-weights: read here
         backend_options.update(reference_rgb=rgb, reference_sha256=sha, mode=options.exemplar_mode,
-                               **_exemplar_files(options))
+                               **read_exemplar_files(options.tissue_map, options.vgg19_weights))
     for flag, value in (("--ref", options.reference), ("--tissue-map", options.tissue_map),
                         ("--vgg19-weights", options.vgg19_weights)):
         if value is not None and options.method != "exemplar":
@@ -133,22 +134,6 @@ def build_colorizer(options: RunOptions, device: torch.device):
 
         backend_options.update(load_model_options(backend_options.pop("model", None), method))
     return get_colorizer(options.method, device=device, **backend_options)
-
-
-def _exemplar_files(options: RunOptions) -> dict[str, Any]:
-    """The exemplar's --tissue-map and --vgg19-weights files, read and checked here (before any work)."""
-    out: dict[str, Any] = {}
-    if options.tissue_map is not None:
-        from medcolor.colorizers.hounsfield import read_tissue_map
-
-        out.update(tissue_map=read_tissue_map(options.tissue_map), tissue_map_label=Path(options.tissue_map).name)
-    if options.vgg19_weights is not None:
-        from medcolor.colorizers.vgg import read_state_dict
-        from medcolor.io import sha256_file
-
-        path = Path(options.vgg19_weights)
-        out.update(vgg19_state=read_state_dict(path), vgg19_label=path.name, vgg19_sha256=sha256_file(path))
-    return out
 
 
 def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCallback | None = None) -> RunResult:

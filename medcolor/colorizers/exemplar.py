@@ -31,6 +31,7 @@ In ``tissue`` and ``gram`` the HU value, hence the class, is a function of L ins
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ from medcolor.colorizers.hounsfield import DEFAULT_MAP, describe_map, parse_tiss
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
 
-__all__ = ["ExemplarColorizer", "MODES"]
+__all__ = ["ExemplarColorizer", "MODES", "read_exemplar_files"]
 
 MODES = ("auto", "welsh", "reinhard", "tissue", "gram")
 REINHARD_WARNING = ("exemplar mode 'reinhard' is a global tint: a grayscale target has no chroma "
@@ -323,6 +324,23 @@ class ExemplarColorizer(Colorizer):
         return {"mode": self.active_mode, "mode_reason": self.mode_reason, "populations": populations,
                 "population_map": pops.label_map(), "legend": self._series_info.get("legend", []),
                 "reference_warnings": list(pops.warnings)}
+
+
+def read_exemplar_files(tissue_map: str | Path | None, vgg19_weights: str | Path | None) -> dict[str, Any]:
+    """The backend options that come from ``--tissue-map`` and ``--vgg19-weights`` files, read and checked
+    by the caller (the pipeline, before any work): the backend itself is given data, never a path."""
+    out: dict[str, Any] = {}
+    if tissue_map is not None:
+        from medcolor.colorizers.hounsfield import read_tissue_map
+
+        out.update(tissue_map=read_tissue_map(tissue_map), tissue_map_label=Path(tissue_map).name)
+    if vgg19_weights is not None:
+        from medcolor.colorizers.vgg import read_state_dict
+        from medcolor.io import sha256_file
+
+        path = Path(vgg19_weights)
+        out.update(vgg19_state=read_state_dict(path), vgg19_label=path.name, vgg19_sha256=sha256_file(path))
+    return out
 
 
 def _encode(L: float, ab: torch.Tensor) -> tuple[str, tuple[float, float, float]]:
