@@ -334,7 +334,7 @@ def test_gram_vgg19_weights_are_checked_key_by_key(three_population_photo) -> No
                       vgg19_label="v16.pth")
     bad = _vgg19_state()
     bad["features.0.weight"] = torch.zeros(64, 3, 5, 5)
-    with pytest.raises(MedcolorError, match=r"features.0.weight has shape \(64, 3, 5, 5\), expected \(64, 3, 3, 3\)"):
+    with pytest.raises(MedcolorError, match=r"shapes do not match \(features.0.weight: \(64, 3, 5, 5\) vs \(64, 3, 3, 3\)\)"):
         get_colorizer("exemplar", reference_rgb=three_population_photo, mode="gram", vgg19_state=bad)
     bad["features.0.weight"] = torch.full((64, 3, 3, 3), float("nan"))
     with pytest.raises(MedcolorError, match="NaN"):

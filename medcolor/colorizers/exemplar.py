@@ -105,9 +105,9 @@ class ExemplarColorizer(Colorizer):
         if mode == "gram":
             from medcolor.colorizers.gram import vgg19
 
-            name, sha = options.get("vgg19_label") or "", options.get("vgg19_sha256") or ""
-            self._gram_net = vgg19(options.get("vgg19_state"), where=f"--vgg19-weights {name}".strip(),
-                                   label=f"file {name} sha256 {sha[:16]}" if sha else f"file {name}")
+            name, sha, state = options.get("vgg19_label") or "", options.get("vgg19_sha256") or "", options.get("vgg19_state")
+            label = "" if state is None else f"file {name} sha256 {sha[:16]}" if sha else f"file {name}"
+            self._gram_net = vgg19(state, where=f"--vgg19-weights {name}".strip(), label=label)
         self._populations = None                               # split on first use (tissue/gram)
         self._base_warnings = self._reference_warnings()
         self.warnings = list(self._base_warnings)

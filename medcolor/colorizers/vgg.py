@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from medcolor.errors import MedcolorError
 
@@ -66,6 +67,10 @@ class VggFeatures(nn.Module):
                 out.append(x)
         return out
 
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Mean L1 distance between the tapped features of two images (a perceptual loss)."""
+        return sum(F.l1_loss(fa, fb) for fa, fb in zip(self(a), self(b))) / len(self.taps)
+
 
 def _seeded(features: nn.Sequential) -> None:
     g = torch.Generator().manual_seed(0)
@@ -81,11 +86,12 @@ def vgg_features(arch: str, taps: tuple[int, ...], state_dict: dict[str, Any] | 
     """``arch`` ("vgg16" | "vgg19") features tapped at ``taps``: from a torchvision-layout ``state_dict``
     (every ``features.*`` key of the full layout must be there with its shape: a vgg16 file is not a
     vgg19 one; a ``_bn`` variant's keys do not match; the classifier is ignored), or without one the
-    fixed random initialisation (seed 0). MedcolorError naming ``where`` for a dict that does not fit."""
+    fixed random initialisation (seed 0). MedcolorError naming ``where`` for a dict that does not fit.
+    ``label`` is the ``source`` the features report (default: says which of the two)."""
     feats = vgg_layers(arch)
     if state_dict is None:
         _seeded(feats)
-        return VggFeatures(feats, taps, f"random-init {arch} layout (seed 0; no weights file)")
+        return VggFeatures(feats, taps, label or f"random-init {arch} layout (seed 0; no weights file)")
     hint = f"give torchvision's {arch} weights (a state dict with features.N.weight/bias keys, not {arch}_bn)"
     sd = state_dict.get("state_dict", state_dict) if isinstance(state_dict.get("state_dict"), dict) else state_dict
     expected = {f"features.{k}": tuple(v.shape) for k, v in feats.state_dict().items()}
@@ -95,7 +101,7 @@ def vgg_features(arch: str, taps: tuple[int, ...], state_dict: dict[str, Any] | 
             raise MedcolorError(f"not a {arch} state dict: key {key} is missing", where=where, hint=hint)
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise MedcolorError(f"{arch} weight {key} has shape {got}, expected {shape}", where=where, hint=hint)
+            raise MedcolorError(f"{arch} weight shapes do not match ({key}: {got} vs {shape})", where=where, hint=hint)
         if not torch.isfinite(value).all():
             raise MedcolorError(f"{arch} weight {key} holds NaN or infinite values", where=where,
                                 hint="the file is damaged; use torchvision's weights file")
