@@ -403,3 +403,38 @@ def test_xray_run_reports_welsh_and_why(tmp_path: Path) -> None:
     s = json.loads((tmp_path / "out" / "report.json").read_text())["series"][0]
     assert s["method"] == "exemplar (welsh)" and s["tissue"] == {}
     assert any("needs a CT in Hounsfield units" in w for w in s["warnings"])
+
+
+@pytest.mark.parametrize("name", ["beef_marbled", "beef_lean_dark", "beef_lean_bright"])
+def test_sample_ct_colour_follows_tissue_with_each_shipped_photo(tmp_path: Path, name: str) -> None:
+    """Mediastinum window: muscle (20..70 HU) takes the photo's lean hue and most of its chroma, fat
+    (-150..-60 HU) the photo's fat hue (or, where that fat is near white, at most half the muscle's chroma),
+    and the two are apart in a*, b* (the bars of the shared tools/tissue_color.py, here on the output read
+    back with scikit-image and the photo's populations as medcolor names them)."""
+    from PIL import Image
+    from skimage.color import rgb2lab
+
+    ref = BEEF.parent / f"{name}.jpg"
+    out = tmp_path / "out"
+    assert invoke("run", CT_DIR, "-o", out, "--ref", ref, "--window", "400,40").exit_code == 0
+    hu = {}
+    for f in CT_DIR.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        hu[ds.SOPInstanceUID] = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    fat, muscle = [], []
+    for f in out.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        h = hu[ds.SourceImageSequence[0].ReferencedSOPInstanceUID]
+        lab = rgb2lab(ds.pixel_array / 255.0)
+        fat.append(lab[(h >= -150) & (h <= -60)])
+        muscle.append(lab[(h >= 20) & (h <= 70)])
+    f_ab, m_ab = np.concatenate(fat).mean(0)[1:], np.concatenate(muscle).mean(0)[1:]
+    pops = split_reference(lab_of(np.asarray(Image.open(ref).convert("RGB"))))
+    lean, photo_fat = np.array(pops.by_name["lean"].lab), np.array(pops.by_name["fat"].lab)
+    assert hue_gap(hue(*m_ab), hue(*lean[1:])) <= 20
+    assert np.hypot(*m_ab) >= 0.7 * np.hypot(*lean[1:])
+    if np.hypot(*photo_fat[1:]) >= 3:
+        assert hue_gap(hue(*f_ab), hue(*photo_fat[1:])) <= 25
+    else:
+        assert np.hypot(*f_ab) <= 0.5 * np.hypot(*m_ab)
+    assert np.hypot(*(f_ab - m_ab)) >= 8
