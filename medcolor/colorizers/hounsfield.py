@@ -33,7 +33,7 @@ across a border as smoothly as the CT's own values do and no edge appears where 
 of the reference photo (``lean``, ``fat``, ``connective``, ``background``, or ``neutral`` = no chroma)
 and a chroma factor::
 
-    {"lung": {"population": "lean", "chroma": 0.35}, "bone": "connective"}
+    {"lung": {"population": "lean", "chroma": 0.5}, "bone": "connective"}
 
 Classes the file does not name keep the default. A population the photo does not have falls back
 along ``FALLBACK`` (e.g. fat -> connective -> neutral) with a warning.
@@ -75,11 +75,12 @@ class MapEntry:
 
 
 #: class -> population: muscle and blood take the lean; fat the photo's fat; bone the connective tissue
-#: (light, pinkish white); lung a light, low-chroma lean (aerated tissue); water and soft tissue a paler
-#: lean; contrast-enhanced blood (and red marrow) a more saturated lean; air no colour.
+#: (light, pinkish white); lung a paler lean (aerated tissue: 0.8x chroma; at 0.35x the lung window's
+#: output was nearly gray, docs/tissue.md); water and soft tissue a paler lean still; contrast-enhanced
+#: blood (and red marrow) a more saturated lean; air no colour.
 DEFAULT_MAP: dict[str, MapEntry] = {
     "air": MapEntry("neutral"),
-    "lung": MapEntry("lean", 0.35),
+    "lung": MapEntry("lean", 0.8),
     "fat": MapEntry("fat"),
     "water": MapEntry("lean", 0.7),
     "muscle": MapEntry("lean"),
