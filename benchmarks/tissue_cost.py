@@ -65,15 +65,17 @@ def in_process(source: Path, ref: Path, window: str, modes: list[str], repeats: 
     w, c = (float(v) for v in window.split(","))
     win = Window(c, w, "custom", "HU")
     files = sorted(source.glob("*.dcm"))
-    hu = np.stack([pydicom.dcmread(f).pixel_array.astype(np.float32) * float(pydicom.dcmread(f).RescaleSlope)
-                   + float(pydicom.dcmread(f).RescaleIntercept) for f in files])
+    datasets = [pydicom.dcmread(f) for f in files]
+    hu = np.stack([ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+                   for ds in datasets])
     rgb, sha = read_image_rgb(ref)
     sample = hu[np.linspace(0, len(hu) - 1, min(8, len(hu))).round().astype(int)]
     L_all = window_to_l(torch.from_numpy(hu)[:, None], win)
     parts = {}
     for mode in modes:
         col = get_colorizer("exemplar", "cpu", reference_rgb=rgb, reference_sha256=sha, mode=mode)
-        col.prepare(SeriesContext("CT", win, True, len(hu), *hu.shape[1:]), window_to_l(torch.from_numpy(sample)[:, None], win))
+        ctx = SeriesContext("CT", win, True, len(hu), *hu.shape[1:])
+        col.prepare(ctx, window_to_l(torch.from_numpy(sample)[:, None], win))
         parts[mode] = (col, valuetable.build(col, win, False, sample, 400 * hu[0].size, torch.device("cpu")))
     best: dict[str, list[float]] = {m: [float("inf"), float("inf")] for m in modes}
     with torch.inference_mode():
@@ -97,7 +99,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--window", default="400,40")
     ap.add_argument("--modes", default="welsh,tissue")
-    ap.add_argument("--source", type=Path, default=SHARED_CT if SHARED_CT.is_dir() else ROOT / "sample_dicom" / "ct_chest")
+    ap.add_argument("--source", type=Path,
+                    default=SHARED_CT if SHARED_CT.is_dir() else ROOT / "sample_dicom" / "ct_chest")
     ap.add_argument("--ref", type=Path, default=ROOT / "sample_dicom" / "refs" / "beef_marbled.jpg")
     a = ap.parse_args()
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]

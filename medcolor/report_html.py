@@ -49,8 +49,10 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0 0 6px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f0f0f0}.err{color:#c33}.warn{color:#b35900}
 .kv td:first-child{color:#555;white-space:nowrap}code{font-size:12px}
-.side{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.tissue{display:flex;flex-wrap:wrap;gap:18px;margin:8px 0;align-items:flex-start}
-.tissue h3{font-size:14px;margin:0 0 4px}.tissue p{font-size:13px}.popmap{width:192px;height:auto;image-rendering:pixelated;border:1px solid #999}
+.side{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.tissue{display:flex;flex-wrap:wrap;gap:18px;margin:8px 0;align-items:flex-start}
+.tissue h3{font-size:14px;margin:0 0 4px}.tissue p{font-size:13px}
+.popmap{width:192px;height:auto;image-rendering:pixelated;border:1px solid #999}
 .sw{display:inline-block;width:22px;height:14px;border:1px solid #888;vertical-align:middle}
 """
 

@@ -253,7 +253,8 @@ def test_tissue_map_overrides_and_validates(three_population_photo) -> None:
     assert float(ab[0].norm(dim=0)[torch.from_numpy(masks["muscle"])].mean()) < 0.1 * math.hypot(*LEAN[1:])
     assert "muscle>neutral" in col.provenance()["parameters"]["tissue_map"]
     for bad, text in [([1], "expected a JSON object"), ({"liver": "lean"}, "unknown Hounsfield class 'liver'"),
-                      ({"fat": "lard"}, "unknown population 'lard'"), ({"fat": {"chroma": 1}}, "unknown population None"),
+                      ({"fat": "lard"}, "unknown population 'lard'"),
+                      ({"fat": {"chroma": 1}}, "unknown population None"),
                       ({"fat": {"population": "fat", "chroma": 3}}, "chroma must be a number from 0 to 2"),
                       ({"fat": {"population": "fat", "hue": 3}}, "unknown key(s) 'hue'")]:
         with pytest.raises(MedcolorError, match=text.replace("(", r"\(").replace(")", r"\)")):
@@ -296,7 +297,8 @@ def _vgg19_state(seed: int = 0) -> dict[str, torch.Tensor]:
     from medcolor.colorizers.vgg import vgg_layers
 
     g = torch.Generator().manual_seed(seed)
-    sd = {f"features.{k}": torch.randn(v.shape, generator=g) * 0.05 for k, v in vgg_layers("vgg19").state_dict().items()}
+    layers = vgg_layers("vgg19").state_dict()
+    sd = {f"features.{k}": torch.randn(v.shape, generator=g) * 0.05 for k, v in layers.items()}
     sd["classifier.0.weight"] = torch.zeros(4, 4)                   # ignored, as torchvision's classifier
     return sd
 
@@ -334,7 +336,8 @@ def test_gram_vgg19_weights_are_checked_key_by_key(three_population_photo) -> No
                       vgg19_label="v16.pth")
     bad = _vgg19_state()
     bad["features.0.weight"] = torch.zeros(64, 3, 5, 5)
-    with pytest.raises(MedcolorError, match=r"shapes do not match \(features.0.weight: \(64, 3, 5, 5\) vs \(64, 3, 3, 3\)\)"):
+    shape_text = r"shapes do not match \(features.0.weight: \(64, 3, 5, 5\) vs \(64, 3, 3, 3\)\)"
+    with pytest.raises(MedcolorError, match=shape_text):
         get_colorizer("exemplar", reference_rgb=three_population_photo, mode="gram", vgg19_state=bad)
     bad["features.0.weight"] = torch.full((64, 3, 3, 3), float("nan"))
     with pytest.raises(MedcolorError, match="NaN"):

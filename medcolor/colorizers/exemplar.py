@@ -66,15 +66,15 @@ class ExemplarColorizer(Colorizer):
     262144; larger references are shrunk), ``tissue_map`` (class -> population overrides, as
     :func:`medcolor.colorizers.hounsfield.parse_tissue_map` takes them) and ``tissue_map_label`` (where it
     came from), ``vgg19_state`` (a torchvision VGG-19 state dict, gram mode), ``vgg19_label`` (its file
-    name) and ``vgg19_sha256``,
-    ``gram_steps``, ``gram_size``, ``gram_slices``.
+    name) and ``vgg19_sha256``, ``gram_steps``, ``gram_size``, ``gram_slices`` (see ``gram``).
     """
 
     name = "exemplar"
     summary = ("chroma from a reference photo: by Hounsfield class and tissue population on CT (tissue), "
                "by luminance and 5x5 texture elsewhere (Welsh et al. 2002)")
     option_names = ("reference_rgb", "reference_sha256", "mode", "max_reference_pixels", "tissue_map",
-                    "tissue_map_label", "vgg19_state", "vgg19_label", "vgg19_sha256", "gram_steps", "gram_size", "gram_slices")
+                    "tissue_map_label", "vgg19_state", "vgg19_label", "vgg19_sha256", "gram_steps", "gram_size",
+                    "gram_slices")
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         super().__init__(device, **options)
@@ -105,7 +105,8 @@ class ExemplarColorizer(Colorizer):
         if mode == "gram":
             from medcolor.colorizers.gram import vgg19
 
-            name, sha, state = options.get("vgg19_label") or "", options.get("vgg19_sha256") or "", options.get("vgg19_state")
+            name, sha = options.get("vgg19_label") or "", options.get("vgg19_sha256") or ""
+            state = options.get("vgg19_state")
             label = "" if state is None else f"file {name} sha256 {sha[:16]}" if sha else f"file {name}"
             self._gram_net = vgg19(state, where=f"--vgg19-weights {name}".strip(), label=label)
         self._populations = None                               # split on first use (tissue/gram)
@@ -114,7 +115,7 @@ class ExemplarColorizer(Colorizer):
         self._table: torch.Tensor | None = None                # [1, 2, N_S, n_L]
         self._s_max: float = 1.0
         self._prepared = False
-        self.active_mode = "reinhard" if mode == "reinhard" else "welsh" if mode == "welsh" else mode
+        self.active_mode = mode                                # the mode that ran on the last series
         self.mode_reason = "asked for" if mode != "auto" else ""
         self._series_info: dict[str, Any] = {}
 
@@ -300,8 +301,8 @@ class ExemplarColorizer(Colorizer):
         if mode in ("tissue", "gram"):
             params["populations"] = ", ".join(f"{p['name']} {100 * p['share']:.0f}%"
                                               for p in self.populations.describe())
-            params["tissue_map"] = ("default" if self.tissue_map == DEFAULT_MAP else
-                                    self.options.get("tissue_map_label") or "custom") + " " + describe_map(self.tissue_map)
+            source = "default" if self.tissue_map == DEFAULT_MAP else self.options.get("tissue_map_label") or "custom"
+            params["tissue_map"] = f"{source} {describe_map(self.tissue_map)}"
             if mode == "gram":
                 params["vgg19"] = self._gram_net.source
                 params.update({f"gram_{k}": v for k, v in self._series_info.get("gram", {}).items()})
