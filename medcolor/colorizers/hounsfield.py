@@ -56,7 +56,7 @@ __all__ = ["CLASSES", "BORDERS", "RAMP_SCALES", "TYPICAL_HU", "POPULATION_NAMES"
 
 CLASSES = ("air", "lung", "fat", "water", "muscle", "contrast", "bone")
 BORDERS = (-950.0, -190.0, -30.0, 15.0, 100.0, 300.0)     # HU between neighbouring classes
-RAMP_SCALES = (15.0, 20.0, 8.0, 8.0, 10.0, 25.0)          # logistic scale of each border, HU
+RAMP_SCALES = (10.0, 20.0, 8.0, 8.0, 10.0, 25.0)          # logistic scale of each border, HU
 TYPICAL_HU = {"air": -1000.0, "lung": -850.0, "fat": -100.0, "water": 5.0, "muscle": 45.0,
               "contrast": 200.0, "bone": 700.0}
 POPULATION_NAMES = ("lean", "fat", "connective", "background", "neutral")
