@@ -78,7 +78,15 @@ class ColourArgs:
         "--multiframe", help="Write one Multi-frame True Color SC per series.")] = False
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Slices per batch through the backend.")] = 8
     exemplar_mode: Annotated[str, typer.Option(
-        "--exemplar-mode", help="welsh (luminance + texture) | reinhard (global tint).")] = "welsh"
+        "--exemplar-mode", help="auto (tissue on CT in HU, else welsh) | tissue (colour by Hounsfield class and "
+                                "photo population) | gram (tissue + VGG-19 style transfer) | welsh (luminance + "
+                                "texture) | reinhard (global tint).")] = "auto"
+    tissue_map: Annotated[Optional[Path], typer.Option(
+        "--tissue-map", help="exemplar tissue/gram: JSON map of Hounsfield class -> photo population, e.g. "
+                             "{\"bone\": \"fat\"} (see docs/tissue.md).")] = None
+    vgg19_weights: Annotated[Optional[Path], typer.Option(
+        "--vgg19-weights", help="exemplar gram: local torchvision VGG-19 state dict (never downloaded); default: "
+                                "fixed random features.")] = None
     deidentify: Annotated[bool, typer.Option(
         "--deidentify", help="Apply the PS3.15 basic profile to copied attributes; refuses sources with "
                              "BurnedInAnnotation YES.")] = False
@@ -98,7 +106,8 @@ class ColourArgs:
         backend = {**({"model": self.model} if self.model else {}), **(backend_options or {})}
         return RunOptions(output=output, method=self.method, reference=self.ref, window=self.window,
                           device=self.device, fmt=self.fmt, multiframe=self.multiframe, overwrite=overwrite,
-                          batch_size=self.batch_size, exemplar_mode=self.exemplar_mode, deidentify=self.deidentify,
+                          batch_size=self.batch_size, exemplar_mode=self.exemplar_mode, tissue_map=self.tissue_map,
+                          vgg19_weights=self.vgg19_weights, deidentify=self.deidentify,
                           report_phi=self.report_phi, backend_options=backend, **fields_)
 
 

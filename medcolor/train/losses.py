@@ -13,7 +13,6 @@ fixed random initialisation; nothing is downloaded).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medcolor.color import lab_to_srgb
+from medcolor.colorizers.vgg import VggFeatures, read_state_dict, vgg_features
 from medcolor.errors import MedcolorError
 
 __all__ = ["colour_loss", "rgb_of", "GANLoss", "tv_loss", "VGG16Features", "load_vgg16_features"]
@@ -66,87 +66,17 @@ def tv_loss(img: torch.Tensor, beta: float = 1.0, eps: float = 1e-6) -> torch.Te
     return (dx.square() + dy.square() + eps).pow(beta / 2.0).mean()
 
 
-_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-_VGG_MEAN = (0.485, 0.456, 0.406)
-_VGG_STD = (0.229, 0.224, 0.225)
+_VGG16_TAPS = (3, 8, 15)        # relu1_2, relu2_2, relu3_3 of torchvision's vgg16().features
+VGG16Features = VggFeatures     # the perceptual loss's features (medcolor.colorizers.vgg, shared with gram mode)
 
 
-def _vgg16_features_layers() -> nn.Sequential:
-    """torchvision's ``vgg16().features`` layout (so ``features.<i>.weight`` keys line up)."""
-    layers: list[nn.Module] = []
-    ch = 3
-    for v in _VGG16_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(ch, int(v), 3, padding=1), nn.ReLU(inplace=False)]
-            ch = int(v)
-    return nn.Sequential(*layers)
-
-
-class VGG16Features(nn.Module):
-    """Frozen VGG16 feature taps at relu1_2, relu2_2, relu3_3 (indices 3, 8, 15 of ``features``).
-    ``source`` says where the weights came from ("file <name>" or "random-init (seed 0)")."""
-
-    TAPS = (3, 8, 15)
-
-    def __init__(self, features: nn.Sequential, source: str) -> None:
-        super().__init__()
-        self.features = features[: max(self.TAPS) + 1]
-        self.source = source
-        self.register_buffer("mean", torch.tensor(_VGG_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_VGG_STD).view(1, 3, 1, 1))
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
-
-    def forward(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
-        x = (rgb01 - self.mean) / self.std
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                out.append(x)
-        return out
-
-    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return sum(F.l1_loss(fa, fb) for fa, fb in zip(self(a), self(b))) / len(self.TAPS)
-
-
-def load_vgg16_features(path: str | Path | None) -> VGG16Features:
-    """VGG16 features from a local torchvision-layout state dict (``features.*`` keys; every shape
-    checked, nothing downloaded), or without ``path`` the documented fallback: the same layers with a
-    fixed random initialisation (seed 0, Kaiming-normal, zero bias)."""
-    feats = _vgg16_features_layers()
+def load_vgg16_features(path: str | Path | None) -> VggFeatures:
+    """VGG16 features tapped at relu1_2, relu2_2, relu3_3 from a local torchvision-layout state dict
+    (``features.*`` keys; every shape checked, nothing downloaded), or without ``path`` the documented
+    fallback: the same layers with a fixed random initialisation (seed 0, Kaiming-normal, zero bias)."""
     if path is None:
-        g = torch.Generator().manual_seed(0)
-        for m in feats:
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.in_channels * 9
-                with torch.no_grad():
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
-                    m.bias.zero_()
-        return VGG16Features(feats, "random-init VGG16 layout (seed 0; no --perceptual-weights)")
+        return vgg_features("vgg16", _VGG16_TAPS, None,
+                            label="random-init VGG16 layout (seed 0; no --perceptual-weights)")
     p = Path(path)
-    if not p.is_file():
-        raise MedcolorError("no such VGG16 weights file", where=p, hint="give a local torchvision vgg16 state dict (.pth)")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise MedcolorError(f"not a readable torch state dict ({type(exc).__name__})", where=p,
-                            hint="give torchvision's vgg16 weights file (state dict)") from None
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise MedcolorError("not a state dict", where=p, hint="give torchvision's vgg16 weights file (state dict)")
-    expected = {f"features.{k}": v.shape for k, v in feats.state_dict().items()}
-    missing = [k for k in expected if k not in sd]
-    if missing:
-        raise MedcolorError(f"not a VGG16 state dict: missing {len(missing)} features.* key(s), e.g. {missing[0]}",
-                            where=p, hint="use torchvision's vgg16 (not vgg16_bn) weights")
-    bad = [k for k, s in expected.items() if not isinstance(sd[k], torch.Tensor) or tuple(sd[k].shape) != tuple(s)]
-    if bad:
-        raise MedcolorError(f"VGG16 weight shapes do not match ({bad[0]}: {tuple(sd[bad[0]].shape)} vs "
-                            f"{tuple(expected[bad[0]])})", where=p, hint="use torchvision's vgg16 weights")
-    feats.load_state_dict({k[len("features."):]: sd[k].float() for k in expected}, strict=True)
-    return VGG16Features(feats, f"file {p.name}")
+    return vgg_features("vgg16", _VGG16_TAPS, read_state_dict(p, "VGG16", "--perceptual-weights"),
+                        where=f"--perceptual-weights {p}", label=f"file {p.name}")
