@@ -78,9 +78,9 @@ def test_patchgan_is_70x70_and_losses_are_finite() -> None:
 
 
 def test_vgg16_weights_file_is_verified(tmp_path: Path) -> None:
-    from medcolor.train.losses import _vgg16_features_layers
+    from medcolor.colorizers.vgg import vgg_layers
 
-    sd = {f"features.{k}": v.clone() + 0.01 for k, v in _vgg16_features_layers().state_dict().items()}
+    sd = {f"features.{k}": v.clone() + 0.01 for k, v in vgg_layers("vgg16").state_dict().items()}
     assert len(sd) == 26                       # 13 convolutions of torchvision's vgg16().features
     full = dict(sd)
     full["classifier.0.weight"] = torch.zeros(4, 4)   # the classifier is ignored
