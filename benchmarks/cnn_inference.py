@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from medcolor.color import lab_to_rgb8  # noqa: E402
 from medcolor.colorizers import get_colorizer, resolve_device  # noqa: E402
-from medcolor.train.checkpoint import load_model_options  # noqa: E402
+from medcolor.nets.checkpoint import load_model_options  # noqa: E402
 
 
 def rate(fn, batch: int, n: int, rounds: int = 3) -> float:

@@ -40,7 +40,7 @@ def _ms_per_slice(model: Path, threads: int) -> float:
     import torch
 
     from medcolor.colorizers import get_colorizer
-    from medcolor.train.checkpoint import load_model_options
+    from medcolor.nets.checkpoint import load_model_options
 
     torch.set_num_threads(threads)
     col = get_colorizer("cnn", device="cpu", **load_model_options(str(model)))

@@ -45,7 +45,7 @@ Rows
   without bf16 support run bf16 dilated convolutions through a slow reference GEMM):
   - Zhang et al. 2016 (ECCV) network, random weights: resize to half size (512 -> 256, inside the timing),
     313-bin classifier, annealed-mean decoding, ab upsampled to full size;
-  - CycleGAN ResnetGenerator (ngf 64, 9 blocks; ``medcolor.train.cyclegan``), random weights, at full size;
+  - CycleGAN ResnetGenerator (ngf 64, 9 blocks; ``medcolor.nets.cyclegan``), random weights, at full size;
   - medcolor cnn: the shipped default model (meat) through ``predict_ab`` (as the backend runs it);
   - medcolor cyclegan: the shipped cyclegan model "meat" if one loads, else a random-weight
     ``ColorGenerator(ngf=32, n_blocks=6, l_lock=True, luma_prior=True)`` (the label says which): as the
@@ -272,8 +272,8 @@ class Zhang2016(nn.Module):
 def cyclegan_backend():
     """The cyclegan backend with the shipped model "meat", else with a random-weight generator."""
     from medcolor.colorizers import get_colorizer
-    from medcolor.train.checkpoint import load_model_options, state_sha256
-    from medcolor.train.cyclegan import ARCH, ColorGenerator
+    from medcolor.nets.checkpoint import load_model_options, state_sha256
+    from medcolor.nets.cyclegan import ARCH, ColorGenerator
 
     try:
         return get_colorizer("cyclegan", "cpu", **load_model_options("meat", method="cyclegan")), "shipped meat"
@@ -290,8 +290,8 @@ def net_contenders(size: int) -> list[tuple[str, Callable[[], tuple[Callable, st
     note for its rows."""
     from medcolor.color import upsample_ab
     from medcolor.colorizers.cnn import predict_ab
-    from medcolor.train.checkpoint import build_model, load_model_options
-    from medcolor.train.cyclegan import ResnetGenerator
+    from medcolor.nets.checkpoint import build_model, load_model_options
+    from medcolor.nets.cyclegan import ResnetGenerator
 
     def resnet():
         net = ResnetGenerator(1, 2, 64, 9).eval()

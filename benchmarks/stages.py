@@ -8,8 +8,8 @@ Series: ``make_series`` of benchmarks/pipeline_vs_floor.py (``--n`` slices cycle
 OpenCV. Each row is the fastest of ``--repeats`` passes over the slices, in ms per slice (per file for the
 scan). Rows:
 
-* scan: ``medcolor.io.scan`` of the folder, per file (header parse, every distinct value converted once;
-  with a helper process for 64+ files when the machine has two CPUs), and the same without the helper;
+* scan: ``medcolor.io.scan`` of the folder, per file (``dcmread(stop_before_pixels=True)``, the attributes
+  medcolor uses checked, the pixel data's offset located);
 * read: ``read_slice`` (modality values, HU) and, for comparison, pydicom ``dcmread`` + ``pixel_array``;
 * general path per backend: ``window_to_l``, ``colorize`` (+ upsample), ``lab_to_rgb8_hwc_numpy`` (chroma-only
   gamut map + 8-bit encode), ``measure_rgb8`` (L* of the written pixels, |ΔL|, PSNR, colourfulness);
@@ -37,7 +37,7 @@ from pipeline_vs_floor import ROOT, SHARED_CT, make_series  # noqa: E402
 
 from medcolor import valuetable  # noqa: E402
 from medcolor.color import lab_to_rgb8_hwc_numpy, upsample_ab  # noqa: E402
-from medcolor.io import _scan, read_slice, scan  # noqa: E402
+from medcolor.io import read_slice, scan  # noqa: E402
 from medcolor.metrics import _ssim_cv2, measure_rgb8, ssim  # noqa: E402
 from medcolor.pipeline import RunOptions, build_colorizer  # noqa: E402
 from medcolor.types import Derivation, SeriesContext  # noqa: E402
@@ -72,14 +72,8 @@ def main() -> None:
         folder = make_series(a.source, a.n, work / "in")
         files = sorted(folder.glob("*.dcm"))
 
-        def scan_ms(min_files: int) -> float:
-            _scan.PARALLEL_SCAN_MIN_FILES = min_files
-            return min(_timed(lambda: scan([folder])) for _ in range(a.repeats)) / len(files) * 1e3
-
-        default_min = _scan.PARALLEL_SCAN_MIN_FILES
-        rows.append(("scan, per file", scan_ms(default_min)))
-        rows.append(("scan without the helper process, per file", scan_ms(10 ** 9)))
-        _scan.PARALLEL_SCAN_MIN_FILES = default_min
+        scan_s = min(_timed(lambda: scan([folder])) for _ in range(a.repeats))
+        rows.append(("scan, per file", scan_s / len(files) * 1e3))
         series = scan([folder]).series[0]
         idx = list(range(len(series.slices)))
         rows.append(("read_slice (modality values)", best(lambda i: read_slice(series.slices[i], series), idx, a.repeats)))

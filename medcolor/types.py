@@ -18,6 +18,10 @@ class SliceRef:
     ``dataset`` is the file's pydicom Dataset *without* PixelData (None for NIfTI and plain images);
     for a multi-frame file every frame shares it. ``frame`` is the 0-based frame index, or None for a
     single-frame file. ``position`` is ImagePositionPatient (mm) of this slice/frame when known.
+    ``pixel_offset`` is the file offset (bytes) where frame 0's pixel values start when the file holds its
+    frames uncompressed, little endian, 8/16/32 bits a sample, in a Pixel Data element long enough for all
+    of them (found once by the scan; such a frame is read as plain file I/O); None otherwise (pydicom
+    decodes it), and for NIfTI and plain images.
     """
 
     path: Path
@@ -27,6 +31,7 @@ class SliceRef:
     instance_number: int | None = None
     position: tuple[float, float, float] | None = None
     dataset: Any = None
+    pixel_offset: int | None = None
 
 
 @dataclass(eq=False)

@@ -14,7 +14,7 @@ from PIL import Image
 from medcolor.colorizers import get_colorizer, list_backends
 from medcolor.errors import MedcolorError
 from medcolor.pipeline import RunOptions, run
-from medcolor.train.checkpoint import load_model_options, shipped_models
+from medcolor.nets.checkpoint import load_model_options, shipped_models
 from medcolor.train.loop import train
 from medcolor.types import SeriesContext, Window
 from tests._cnn_fixtures import make_crops, tiny_config

@@ -14,11 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medcolor.cli.app import app
-from medcolor.colorizers._nets import ARCHITECTURES
+from medcolor.nets.checkpoint import ARCHITECTURES, load_checkpoint
 from medcolor.errors import MedcolorError
 from medcolor.nets.backbones import VGG16, InceptionResNetV2, ResNet50, load_backbone_weights
 from medcolor.pipeline import RunOptions, run
-from medcolor.train.checkpoint import load_checkpoint
 from medcolor.train.loop import train
 from tests._cnn_fixtures import make_crops, tiny_config
 from tests.conftest import BEEF, CT_DIR, dciodvfy_errors

@@ -26,7 +26,9 @@ from medcolor.nets.backbones import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN
                                      InceptionResNetV2, ResNet50)
 from medcolor.nets.common import BackboneNet, ab_head, conv_stack, gray_rgb, pad_to_multiple, scaled
 
-__all__ = ["FusionColorNet"]
+__all__ = ["ARCH", "FusionColorNet"]
+
+ARCH = "fusion"
 
 ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
 DECODER = ((128, 1), "up", (64, 1), (64, 1), "up", (32, 1))

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from medcolor.nets.backbones import INCEPTION_MEAN, INCEPTION_STD, InceptionResNetV2
 from medcolor.nets.common import BackboneNet, ab_head, gray_rgb, pad_to_multiple, scaled
 
-__all__ = ["InceptionResNetUNet"]
+__all__ = ["ARCH", "InceptionResNetUNet"]
+
+ARCH = "inception-resnet-unet"
 
 DECODER = (256, 128, 64, 32, 16)
 

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 
 from medcolor.nets.common import ab_head, conv_stack, pad_to_multiple
 
-__all__ = ["TutorialCNN"]
+__all__ = ["ARCH", "TutorialCNN"]
+
+ARCH = "tutorial"
 
 SPEC = ((64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (256, 1), (128, 1),
         "up", (64, 1), "up", (32, 1))

@@ -1,6 +1,6 @@
 """The training loop of ``medcolor train --method cnn``.
 
-``train(cfg, progress)`` trains :class:`medcolor.colorizers._nets.LumaPriorUNet` on a folder of colour
+``train(cfg, progress)`` trains :class:`medcolor.nets.unet.LumaPriorUNet` on a folder of colour
 images and writes a checkpoint (manifest + weights + training state for ``--resume``) to
 ``cfg.output``. Repeatable: with the same seed, data and ``--steps`` the weights are identical (sample
 ``i`` of the run is drawn from its own generator, see :mod:`medcolor.train.data`; torch's generator is
@@ -33,11 +33,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from medcolor.color import lab_to_rgb8
+from medcolor.colorizers.base import resolve_device
 from medcolor.errors import MedcolorError
+from medcolor.nets.backbones import load_backbone_weights
+from medcolor.nets.checkpoint import ARCHITECTURES, METHOD_ARCH, build_network, load_checkpoint
+from medcolor.nets.lookup import soft_histogram
+from medcolor.nets.unet import ARCH
+from medcolor.train.checkpoint import save_checkpoint
+from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
+from medcolor.train.losses import ab_mse_loss, colour_loss
+from medcolor.train.lut import fit_l_lut
 
 __all__ = ["TrainConfig", "train", "validate"]
 
-ARCH = "luma-prior-unet"
 SEED_WIDTH = {"fusion": 0.25, "inception-resnet-unet": 0.25, "tutorial": 0.5}  # default width multipliers
 BANK_MAX = 512
 BANK_MIN = 8      # "auto": fewer images give too few neighbours for a retrieved prior
@@ -146,7 +155,6 @@ def _lr_factor(progress: float, step: int, warmup: int = 30) -> float:
 def validate(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
     """PSNR/SSIM (RGB, 8-bit, data_range 255, skimage) of the whole validation images at the model
     resolution, prediction joined to the input L and gamut-mapped as ``medcolor run`` does."""
-    from medcolor.color import lab_to_rgb8
     from medcolor.evaluate import rgb_metrics
 
     was = net.training
@@ -173,12 +181,9 @@ def _bank_ids(cfg: TrainConfig, n_images: int) -> list[int]:
 def _seed_network(cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any] | None]:
     """``(net, arch_args, backbones)`` of a seed architecture, pretrained backbones loaded (every key and
     shape checked, before any image is read) and frozen; ``backbones`` is the manifest's record."""
-    from medcolor.colorizers._nets import ARCHITECTURES, build_network
-    from medcolor.nets.backbones import load_backbone_weights
-
-    if cfg.arch not in ARCHITECTURES:
+    if cfg.arch not in METHOD_ARCH["cnn"]:
         raise MedcolorError(f"unknown architecture {cfg.arch!r}", where="--arch",
-                            hint=f"use one of {', '.join(ARCHITECTURES)}")
+                            hint=f"use one of {', '.join(METHOD_ARCH['cnn'])}")
     names = getattr(ARCHITECTURES[cfg.arch], "BACKBONES", ())
     if cfg.backbone_weights and not names:
         raise MedcolorError(f"architecture {cfg.arch!r} has no pretrained backbone", where="--backbone-weights",
@@ -197,10 +202,7 @@ def _seed_network(cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any], di
 
 def _resume(cfg: TrainConfig, n_bank: int) -> tuple[torch.nn.Module, dict[str, Any], Any, int, Any]:
     """``(net, arch_args, backbones, start_step, optimizer state)`` from ``cfg.resume``."""
-    from medcolor.colorizers._nets import build_network
-    from medcolor.train import checkpoint as ckpt
-
-    manifest, state, tstate = ckpt.load_checkpoint(cfg.resume, with_training_state=True)
+    manifest, state, tstate = load_checkpoint(cfg.resume, with_training_state=True)
     if manifest["architecture"] != cfg.arch:
         raise MedcolorError(f"cannot resume: the checkpoint is a {manifest['architecture']}, not --arch {cfg.arch}",
                             where=cfg.resume, hint=f"use --arch {manifest['architecture']}")
@@ -225,13 +227,6 @@ def _resume(cfg: TrainConfig, n_bank: int) -> tuple[torch.nn.Module, dict[str, A
 def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Train; returns ``{"output", "steps", "validation", "seconds", "manifest"}`` (on every rank)."""
     import torch.distributed as dist
-
-    from medcolor.colorizers._nets import build_network
-    from medcolor.colorizers.base import resolve_device
-    from medcolor.train import checkpoint as ckpt
-    from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
-    from medcolor.train.losses import ab_mse_loss, colour_loss
-    from medcolor.train.lut import fit_l_lut
 
     progress = progress or _noop
     t0 = time.perf_counter()
@@ -270,8 +265,6 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     if luma and not cfg.resume:
         net.set_lut(fit_l_lut(images))
         if bank_ids:
-            from medcolor.colorizers._nets import soft_histogram
-
             whole = whole_images([images[i] for i in bank_ids], cfg.size)["L"]
             net.set_bank(torch.stack([fit_l_lut([images[i]]) for i in bank_ids]),
                          soft_histogram(whole, net.hist_bins))
@@ -315,7 +308,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
         extra.update(cfg.extra_manifest)
         tstate = {"optimizer": opt.state_dict(), "config": {"size": cfg.size, "batch_size": cfg.batch_size,
                                                               "seed": cfg.seed}}
-        ckpt.save_checkpoint(cfg.output, net, cfg.arch, arch_args, extra, tstate)
+        save_checkpoint(cfg.output, net, cfg.arch, arch_args, extra, tstate)
         progress("saved", path=str(cfg.output), step=step, final=final)
 
     model.train()
