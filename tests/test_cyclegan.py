@@ -78,9 +78,9 @@ def test_patchgan_is_70x70_and_losses_are_finite() -> None:
 
 
 def test_vgg16_weights_file_is_verified(tmp_path: Path) -> None:
-    from medcolor.colorizers.vgg import vgg_layers
+    from medcolor.nets.backbones import VGG
 
-    sd = {f"features.{k}": v.clone() + 0.01 for k, v in vgg_layers("vgg16").state_dict().items()}
+    sd = {k: v.clone() + 0.01 for k, v in VGG("vgg16").state_dict().items()}
     assert len(sd) == 26                       # 13 convolutions of torchvision's vgg16().features
     full = dict(sd)
     full["classifier.0.weight"] = torch.zeros(4, 4)   # the classifier is ignored
@@ -92,12 +92,16 @@ def test_vgg16_weights_file_is_verified(tmp_path: Path) -> None:
     bad = dict(full)
     bad["features.2.weight"] = torch.zeros(64, 3, 3, 3)
     torch.save(bad, tmp_path / "bad.pth")
-    with pytest.raises(MedcolorError, match="shapes do not match"):
+    shape_text = r"features.2.weight: shape \(64, 3, 3, 3\) in the weights, \(64, 64, 3, 3\)"
+    with pytest.raises(MedcolorError, match=shape_text):
         load_vgg16_features(tmp_path / "bad.pth")
     torch.save({"classifier.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(MedcolorError, match="missing"):
+    with pytest.raises(MedcolorError, match="--perceptual-weights .*other.pth: 26 vgg16 key.s. missing"):
         load_vgg16_features(tmp_path / "other.pth")
-    with pytest.raises(MedcolorError):
+    torch.save({**full, "features.30.weight": torch.zeros(1)}, tmp_path / "vgg19ish.pth")
+    with pytest.raises(MedcolorError, match="1 key.s. that a vgg16 does not have .first: features.30.weight"):
+        load_vgg16_features(tmp_path / "vgg19ish.pth")
+    with pytest.raises(MedcolorError, match="--perceptual-weights .*absent.pth: no such weights file"):
         load_vgg16_features(tmp_path / "absent.pth")
 
 

@@ -294,11 +294,11 @@ def test_a_bad_tissue_map_file_is_one_line_rc_2_before_any_work(tmp_path: Path, 
 
 # ----------------------------------------------------------------------------- gram
 def _vgg19_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    from medcolor.colorizers.vgg import vgg_layers
+    from medcolor.nets.backbones import VGG
 
     g = torch.Generator().manual_seed(seed)
-    layers = vgg_layers("vgg19").state_dict()
-    sd = {f"features.{k}": torch.randn(v.shape, generator=g) * 0.05 for k, v in layers.items()}
+    layers = VGG("vgg19").state_dict()
+    sd = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in layers.items()}
     sd["classifier.0.weight"] = torch.zeros(4, 4)                   # ignored, as torchvision's classifier
     return sd
 
@@ -325,18 +325,19 @@ def test_gram_mode_on_cpu_in_a_few_steps(three_population_photo: np.ndarray) -> 
 
 
 def test_gram_vgg19_weights_are_checked_key_by_key(three_population_photo) -> None:
-    from medcolor.colorizers.vgg import vgg_layers
+    from medcolor.nets.backbones import VGG
 
     col = get_colorizer("exemplar", reference_rgb=three_population_photo, mode="gram", vgg19_state=_vgg19_state(),
                         vgg19_label="vgg19.pth", vgg19_sha256="ab" * 32)
     assert col.provenance()["parameters"]["vgg19"] == "file vgg19.pth sha256 " + "ab" * 8
-    vgg16 = {f"features.{k}": v for k, v in vgg_layers("vgg16").state_dict().items()}
-    with pytest.raises(MedcolorError, match="--vgg19-weights v16.pth: not a vgg19 state dict: key features.16.weight"):
+    vgg16 = VGG("vgg16").state_dict()
+    missing_text = r"--vgg19-weights v16.pth: \d+ vgg19 key.s. missing from the weights .first: features.16.weight"
+    with pytest.raises(MedcolorError, match=missing_text):
         get_colorizer("exemplar", reference_rgb=three_population_photo, mode="gram", vgg19_state=vgg16,
                       vgg19_label="v16.pth")
     bad = _vgg19_state()
     bad["features.0.weight"] = torch.zeros(64, 3, 5, 5)
-    shape_text = r"shapes do not match \(features.0.weight: \(64, 3, 5, 5\) vs \(64, 3, 3, 3\)\)"
+    shape_text = r"features.0.weight: shape \(64, 3, 5, 5\) in the weights, \(64, 3, 3, 3\) in the vgg19"
     with pytest.raises(MedcolorError, match=shape_text):
         get_colorizer("exemplar", reference_rgb=three_population_photo, mode="gram", vgg19_state=bad)
     bad["features.0.weight"] = torch.full((64, 3, 3, 3), float("nan"))
@@ -348,13 +349,13 @@ def test_gram_vgg19_weights_are_checked_key_by_key(three_population_photo) -> No
 
 @pytest.mark.parametrize("kind", ["text", "vgg16", "missing"])
 def test_a_bad_vgg19_weights_file_is_one_line_rc_2(tmp_path: Path, kind: str) -> None:
-    from medcolor.colorizers.vgg import vgg_layers
+    from medcolor.nets.backbones import VGG
 
     f = tmp_path / "weights.pth"
     if kind == "text":
         f.write_text("not a state dict")
     elif kind == "vgg16":
-        torch.save({f"features.{k}": v for k, v in vgg_layers("vgg16").state_dict().items()}, f)
+        torch.save(VGG("vgg16").state_dict(), f)
     out = tmp_path / "out"
     res = invoke("run", CT_DIR, "-o", out, "--exemplar-mode", "gram", "--vgg19-weights", f)
     assert res.exit_code == 2, res.output

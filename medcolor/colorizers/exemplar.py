@@ -336,11 +336,11 @@ def read_exemplar_files(tissue_map: str | Path | None, vgg19_weights: str | Path
 
         out.update(tissue_map=read_tissue_map(tissue_map), tissue_map_label=Path(tissue_map).name)
     if vgg19_weights is not None:
-        from medcolor.colorizers.vgg import read_state_dict
+        from medcolor.nets.backbones import read_state_dict
         from medcolor.io import sha256_file
 
         path = Path(vgg19_weights)
-        out.update(vgg19_state=read_state_dict(path), vgg19_label=path.name, vgg19_sha256=sha256_file(path))
+        out.update(vgg19_state=read_state_dict(path, "--vgg19-weights"), vgg19_label=path.name, vgg19_sha256=sha256_file(path))
     return out
 
 

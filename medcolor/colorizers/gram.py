@@ -37,7 +37,7 @@ from medcolor.colorizers import welsh
 from medcolor.colorizers.base import PixelKeys, texture_level
 from medcolor.colorizers.hounsfield import CLASSES, class_weights, hu_from_l
 from medcolor.colorizers.tissue import MIN_CLASS_PIXELS, join_tables
-from medcolor.colorizers.vgg import VggFeatures, vgg_features
+from medcolor.nets.backbones import VggFeatures, vgg_features
 from medcolor.types import Window
 
 __all__ = ["GRAM_STEPS", "GRAM_SIZE", "GRAM_SLICES", "STYLE_TAPS", "CONTENT_TAP", "vgg19", "refine"]
@@ -56,7 +56,7 @@ CONTENT_TAP = 11
 
 
 def vgg19(state_dict: dict[str, Any] | None, where: str = "--vgg19-weights", label: str = "") -> VggFeatures:
-    """The VGG-19 features the style and content losses use (see :func:`medcolor.colorizers.vgg.vgg_features`)."""
+    """The VGG-19 features the style and content losses use (see :func:`medcolor.nets.backbones.vgg_features`)."""
     return vgg_features("vgg19", STYLE_TAPS, state_dict, where=where, label=label)
 
 

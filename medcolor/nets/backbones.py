@@ -1,6 +1,8 @@
-"""Plain-torch backbones in the key layout of the public pretrained state dicts, and their loading.
+"""Plain-torch backbones in the key layout of the public pretrained state dicts, and their loading: the
+one place medcolor builds VGG, ResNet and Inception layers and reads weights files for them.
 
-* :class:`VGG16` -- torchvision ``vgg16().features`` (keys ``features.N.weight``; timm's ``vgg16`` has the
+* :class:`VGG` (``"vgg16"`` | ``"vgg19"``; :class:`VGG16`) -- torchvision ``vgg16()/vgg19().features``,
+  Simonyan & Zisserman (2015) configurations D and E (keys ``features.N.weight``; timm's ``vgg16`` has the
   same ``features.*`` keys);
 * :class:`ResNet50` -- torchvision ``resnet50`` (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
   ``downsample.0/1``; timm's ``resnet50`` has the same names);
@@ -13,24 +15,35 @@
 Each takes ``width`` (a multiplier of the paper's channel counts, 1.0 = the paper's, which pretrained
 weights need) and has ``out_channels``. Classifier heads are not built (only features are used).
 
-:func:`load_backbone_weights` reads local state-dict files (``torch.load(weights_only=True)``, never a
-download), finds which backbone each file is for, checks every key and every shape, and loads it; a file
-that fits none, lacks keys, has keys of another network or shapes of another width is refused with a
-one-line :class:`MedcolorError` naming the file and the first offending key.
+Weights, never downloaded:
+
+* :func:`read_state_dict` reads a local state-dict file (``torch.load(weights_only=True)``: no pickled
+  code runs) for ``--backbone-weights``, ``--perceptual-weights`` and ``--vgg19-weights``;
+* :func:`fit_state_dict` checks a state dict against a module key by key and shape by shape (no key
+  missing, none of another network, no NaN), classifier heads ignored;
+* :func:`load_backbone_weights` finds which backbone of an architecture each file is for and loads it;
+* :func:`vgg_features` gives frozen VGG feature taps (:class:`VggFeatures`: the cyclegan perceptual loss,
+  the exemplar's gram mode) from a state dict, or without one the same layers with a fixed seeded random
+  initialisation (Kaiming-normal, seed 0, zero bias), and says which in ``source``.
+
+Every refusal is a one-line :class:`MedcolorError` naming the option and file and the first offending key.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from medcolor.errors import MedcolorError
 from medcolor.nets.common import scaled
 
-__all__ = ["VGG16", "ResNet50", "InceptionResNetV2", "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN",
-           "INCEPTION_STD", "load_backbone_weights", "read_state_dict", "LAYOUTS"]
+__all__ = ["VGG", "VGG16", "VGG_CONFIGS", "VggFeatures", "vgg_features", "ResNet50", "InceptionResNetV2",
+           "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD", "LAYOUTS", "read_state_dict",
+           "fit_state_dict", "load_backbone_weights"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -38,28 +51,98 @@ LAYOUTS = {"vgg16": "torchvision/timm vgg16", "resnet50": "torchvision/timm resn
            "inception": "timm inception_resnet_v2"}
 # classifier heads of those layouts: present in the files, not used here
 _HEADS = ("classifier.", "fc.", "classif.", "head.", "pre_logits.", "last_linear.")
-_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG_CONFIGS: dict[str, tuple[int | str, ...]] = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
 
 
-class VGG16(nn.Module):
-    """VGG16 convolutional features (13 conv + ReLU, 5 max-pools), stride 32."""
+class VGG(nn.Module):
+    """VGG convolutional features (conv 3x3 + ReLU, 5 max-pools 2x2), stride 32, in torchvision's
+    ``features`` layout so ``features.<i>.weight`` keys line up."""
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, arch: str = "vgg16", width: float = 1.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = 3
-        for v in _VGG16:
+        for v in VGG_CONFIGS[arch]:
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 out = scaled(int(v), width)
-                layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(inplace=True)]
+                # not in place: a tapped ReLU output (VggFeatures) must survive the next layer
+                layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(inplace=False)]
                 c = out
+        self.arch = arch
         self.features = nn.Sequential(*layers)
         self.out_channels = c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+
+class VGG16(VGG):
+    """VGG16 features (13 conv + ReLU), the ``fusion`` backbone and the perceptual loss's network."""
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__("vgg16", width)
+
+
+class VggFeatures(nn.Module):
+    """Frozen VGG features up to the last of ``taps`` (indices into ``features``); ``forward`` takes sRGB
+    ``[B,3,H,W]`` in 0..1 (normalised here with ImageNet's mean and std, as torchvision's weights expect)
+    and returns the activations at ``taps``. ``source`` says where the weights came from."""
+
+    def __init__(self, features: nn.Sequential, taps: tuple[int, ...], source: str) -> None:
+        super().__init__()
+        self.taps = tuple(taps)
+        self.features = features[: max(self.taps) + 1]
+        self.source = source
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def forward(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
+        x = (rgb01 - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Mean L1 distance between the tapped features of two images (a perceptual loss)."""
+        return sum(F.l1_loss(fa, fb) for fa, fb in zip(self(a), self(b))) / len(self.taps)
+
+
+def _seeded(features: nn.Sequential) -> None:
+    """The documented fallback without weights: Kaiming-normal convolutions (seed 0), zero bias."""
+    g = torch.Generator().manual_seed(0)
+    for m in features:
+        if isinstance(m, nn.Conv2d):
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / (m.in_channels * 9)))
+                m.bias.zero_()
+
+
+def vgg_features(arch: str, taps: tuple[int, ...], state_dict: dict[str, Any] | None = None,
+                 where: str = "--vgg19-weights", label: str = "") -> VggFeatures:
+    """``arch`` ("vgg16" | "vgg19") features tapped at ``taps``: from a torchvision-layout ``state_dict``
+    (as :func:`read_state_dict` gives it; checked by :func:`fit_state_dict`: a vgg16 file is not a vgg19
+    one, a ``_bn`` variant's keys do not match, the classifier is ignored), or without one the fixed
+    random initialisation (seed 0). ``where`` names the option and file in errors; ``label`` is the
+    ``source`` the features report (default: says which of the two)."""
+    vgg = VGG(arch)
+    if state_dict is None:
+        _seeded(vgg.features)
+        return VggFeatures(vgg.features, taps, label or f"random-init {arch} layout (seed 0; no weights file)")
+    hint = f"give torchvision's {arch} weights (a state dict with features.N.weight/bias keys, not {arch}_bn)"
+    vgg.load_state_dict(fit_state_dict(vgg, state_dict, arch, where, hint))
+    return VggFeatures(vgg.features, taps, label or f"{arch} weights")
 
 
 class _Bottleneck(nn.Module):
@@ -210,66 +293,77 @@ class InceptionResNetV2(nn.Module):
         return [s2, s4, s8, s16, s32]
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, option: str) -> dict[str, torch.Tensor]:
     """A local state dict (plain, or under ``state_dict``/``model``; a DataParallel ``module.`` prefix
-    dropped), read with ``weights_only=True``. MedcolorError naming the file otherwise."""
+    dropped), read with ``weights_only=True``. ``option`` (``--backbone-weights``, ...) and the file are
+    named in the one-line MedcolorError for a missing file or one that is not a state dict of tensors."""
     p = Path(path)
-    hint = "give a torchvision- or timm-layout state dict saved with torch.save(model.state_dict(), FILE)"
+    where = f"{option} {p}"
+    hint = "give a local torchvision- or timm-layout state dict saved with torch.save(model.state_dict(), FILE)"
     if not p.is_file():
-        raise MedcolorError("no such backbone weights file", where=p, hint=hint)
+        raise MedcolorError("no such weights file", where=where, hint=hint + "; nothing is downloaded")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - not a torch file, pickled code, damaged
-        raise MedcolorError(f"not a readable torch state dict ({type(exc).__name__})", where=p, hint=hint) from None
+        raise MedcolorError(f"not a readable torch state dict ({type(exc).__name__})", where=where,
+                            hint=hint) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise MedcolorError("not a state dict of tensors", where=p, hint=hint)
+        raise MedcolorError("not a state dict of tensors", where=where, hint=hint)
     return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
-def _check_fit(p: Path, name: str, module: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The file's tensors for ``module``, every key and shape checked (MedcolorError on the first misfit)."""
+def fit_state_dict(module: nn.Module, sd: dict[str, Any], name: str, where: str | Path,
+                   hint: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``sd`` for ``module`` (a ``name``), every key and shape checked: MedcolorError at
+    ``where`` on the first key missing (in the module's order), key of another network (classifier
+    heads and BatchNorm counters aside), shape that differs, or tensor holding NaN or infinity."""
     want = {k: v for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")}
-    hint = f"--backbone-weights takes {LAYOUTS[name]} weights of the paper's width (1.0)"
-    missing = sorted(set(want) - set(sd))
+    missing = [k for k in want if k not in sd]
     if missing:
-        raise MedcolorError(f"{len(missing)} {name} key(s) missing from the file (first: {missing[0]})",
-                            where=p, hint=hint)
-    extra = sorted(k for k in sd if k not in want and not k.endswith("num_batches_tracked")
-                   and not k.startswith(_HEADS))
+        raise MedcolorError(f"{len(missing)} {name} key(s) missing from the weights (first: {missing[0]})",
+                            where=where, hint=hint)
+    extra = [k for k in sd if k not in want and not k.endswith("num_batches_tracked") and not k.startswith(_HEADS)]
     if extra:
         raise MedcolorError(f"{len(extra)} key(s) that a {name} does not have (first: {extra[0]}); "
-                            "weights of another network?", where=p, hint=hint)
+                            "weights of another network?", where=where, hint=hint)
     for k, t in want.items():
-        if tuple(sd[k].shape) != tuple(t.shape):
-            raise MedcolorError(f"{k}: shape {tuple(sd[k].shape)} in the file, {tuple(t.shape)} in the {name} "
-                                "built here", where=p, hint=hint)
+        value = sd[k]
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        if got != tuple(t.shape):
+            raise MedcolorError(f"{k}: shape {got} in the weights, {tuple(t.shape)} in the {name} built here",
+                                where=where, hint=hint)
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise MedcolorError(f"{k} holds NaN or infinite values", where=where,
+                                hint="the file is damaged; use the original weights file")
     return {k: sd[k] for k in want}
 
 
 def load_backbone_weights(backbones: dict[str, nn.Module], paths: Sequence[str | Path]) -> list[dict]:
-    """Load each file into the backbone it is for (the one sharing most key names); returns one record
-    per file ``{"backbone", "file", "sha256", "tensors", "layout"}`` for the manifest."""
+    """Load each ``--backbone-weights`` file into the backbone it is for (the one sharing most key names);
+    returns one record per file ``{"backbone", "file", "sha256", "tensors", "layout"}`` for the manifest."""
     from medcolor.io import sha256_file
 
     done: dict[str, Path] = {}
     records = []
     for path in paths:
         p = Path(path)
-        sd = read_state_dict(p)
+        where = f"--backbone-weights {p}"
+        sd = read_state_dict(p, "--backbone-weights")
         overlap = {n: len(set(m.state_dict()) & set(sd)) for n, m in backbones.items()}
         name = max(overlap, key=lambda n: overlap[n]) if overlap else None
         if name is None or overlap[name] == 0:
             first = next(iter(sd))
             raise MedcolorError(f"none of its {len(sd)} keys (first: {first}) belongs to a backbone of this "
-                                f"architecture ({', '.join(LAYOUTS[n] for n in backbones) or 'none'})", where=p,
+                                f"architecture ({', '.join(LAYOUTS[n] for n in backbones) or 'none'})", where=where,
                                 hint="give the state dict of one of those backbones")
         if name in done:
-            raise MedcolorError(f"a second {name} weights file (the first: {done[name].name})", where=p,
+            raise MedcolorError(f"a second {name} weights file (the first: {done[name].name})", where=where,
                                 hint="give one file per backbone")
-        tensors = _check_fit(p, name, backbones[name], sd)
+        hint = f"--backbone-weights takes {LAYOUTS[name]} weights of the paper's width (1.0)"
+        tensors = fit_state_dict(backbones[name], sd, name, where, hint)
         backbones[name].load_state_dict(tensors, strict=False)
         done[name] = p
         records.append({"backbone": name, "layout": LAYOUTS[name], "file": p.name, "sha256": sha256_file(p),

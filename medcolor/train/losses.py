@@ -21,10 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medcolor.color import lab_to_srgb
-from medcolor.colorizers.vgg import VggFeatures, read_state_dict, vgg_features
 from medcolor.errors import MedcolorError
+from medcolor.nets.backbones import VggFeatures, read_state_dict, vgg_features
 
-__all__ = ["colour_loss", "ab_mse_loss", "rgb_of", "GANLoss", "tv_loss", "VGG16Features", "load_vgg16_features"]
+__all__ = ["colour_loss", "ab_mse_loss", "rgb_of", "GANLoss", "tv_loss", "load_vgg16_features"]
 
 
 def rgb_of(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -74,16 +74,15 @@ def tv_loss(img: torch.Tensor, beta: float = 1.0, eps: float = 1e-6) -> torch.Te
 
 
 _VGG16_TAPS = (3, 8, 15)        # relu1_2, relu2_2, relu3_3 of torchvision's vgg16().features
-VGG16Features = VggFeatures     # the perceptual loss's features (medcolor.colorizers.vgg, shared with gram mode)
 
 
 def load_vgg16_features(path: str | Path | None) -> VggFeatures:
     """VGG16 features tapped at relu1_2, relu2_2, relu3_3 from a local torchvision-layout state dict
-    (``features.*`` keys; every shape checked, nothing downloaded), or without ``path`` the documented
+    (``features.*`` keys; every key and shape checked, nothing downloaded), or without ``path`` the documented
     fallback: the same layers with a fixed random initialisation (seed 0, Kaiming-normal, zero bias)."""
     if path is None:
         return vgg_features("vgg16", _VGG16_TAPS, None,
                             label="random-init VGG16 layout (seed 0; no --perceptual-weights)")
     p = Path(path)
-    return vgg_features("vgg16", _VGG16_TAPS, read_state_dict(p, "VGG16", "--perceptual-weights"),
+    return vgg_features("vgg16", _VGG16_TAPS, read_state_dict(p, "--perceptual-weights"),
                         where=f"--perceptual-weights {p}", label=f"file {p.name}")
