@@ -1,20 +1,19 @@
 """Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
-usage: python benchmarks/train_shipped.py [--data /work/shared/data]
-                                          [--only retina|meat|cyclegan-meat]
-                                          [--retina-minutes 10] [--meat-minutes 5] [--cyclegan-minutes 15]
+usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|cyclegan-meat]
+                                          [--retina-minutes 10] [--cyclegan-minutes 15]
 
 * ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
-* ``meat``: the three pure-meat crops of the Meat Cut (BEEF) collage (beef_lean_bright, beef_lean_dark,
-  beef_marbled; the collage itself has a text banner and is not used); the default model for CT/MR/X-ray.
-  With 3 images ``--prior auto`` uses the single training-set lookup (the retrieved prior needs 8+).
+* ``cyclegan-meat`` (``--method cyclegan --model meat``, the cyclegan default): gray side = the shared
+  30-slice chest CT windowed 1500,-600 (lung), colour side = the three pure-meat crops of the Meat Cut
+  (BEEF) collage (beef_lean_bright, beef_lean_dark, beef_marbled; the collage itself has a text banner and
+  is not used); no colour truth exists for CT (not scored), and the colour-side validation (3 photos)
+  cannot judge the CT side, so the last step is shipped (``val_every=0``).
 
-* ``cyclegan-retina`` is withdrawn (docs/cyclegan.md): it was trained on the gray of the very photos it
-  was scored on, and scored below the training set's mean colour on another camera.
-* ``cyclegan-meat`` (``--method cyclegan --model meat``): gray side = the shared 30-slice chest CT windowed
-  1500,-600 (lung), colour side = the three beef crops; no colour truth exists for CT (not scored), and
-  the colour-side validation (3 photos) cannot judge the CT side, so the last step is shipped
-  (``val_every=0``).
+Withdrawn, not trained here: the cnn ``meat`` model (docs/cnn.md: its colour does not follow tissue on CT)
+and ``cyclegan-retina`` (docs/cyclegan.md: trained on the gray of the very photos it was scored on, below
+the training set's mean colour on another camera). Their manifest entries (name, method, reason, what to
+use instead, the measurements) are kept as they are; their files are gone and the loader refuses the names.
 
 Each cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
 cyclegan run ``medcolor train --method cyclegan --max-minutes M --seed 0`` with the defaults; then the
@@ -111,9 +110,6 @@ def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dic
             "train_minutes": manifest["train_minutes"]}
 
 
-MEAT_WITHDRAWN = ("withdrawn from the shipped set: its colour does not follow tissue on CT (tools/tissue_color.py, W 400 L 40, 4 CT series x 3 beef photos: 9 of 12 fall short; muscle chroma 0.35-0.67x the photos' brighter leans, fat hue 29-34 deg off on a head CT). Trained on photographs only, it maps lightness to colour as photos do (fat light, lean dark) and regresses chroma to the mean. For CT use --method exemplar (tissue mode) or --method cyclegan --model meat; see docs/cnn.md")
-
-
 def _beef_crops(src: Path, dst: Path) -> Path:
     dst.mkdir(parents=True)
     for f in ("beef_lean_bright.jpg", "beef_lean_dark.jpg", "beef_marbled.jpg"):
@@ -124,17 +120,13 @@ def _beef_crops(src: Path, dst: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    ap.add_argument("--only", choices=("retina", "meat", "cyclegan-meat"))
+    ap.add_argument("--only", choices=("retina", "cyclegan-meat"))
     ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
     ap.add_argument("--retina-minutes", type=float, default=10.0)
-    ap.add_argument("--meat-minutes", type=float, default=5.0)
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     mf = MODELS_DIR / "manifest.json"
     doc = json.loads(mf.read_text()) if mf.is_file() else {"models": {}}
-    doc["note"] = ("Shipped cnn and cyclegan models (cyclegan entries: key cyclegan-<name>, method cyclegan), "
-                   "trained by benchmarks/train_shipped.py; sha256 of each file and of its weights (the "
-                   "checkpoint's own manifest is verified at load).")
     if a.only in (None, "retina"):
         chase = a.data / "chase_db1"
         doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
@@ -142,15 +134,6 @@ def main() -> None:
                                        {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
                                         "description": "colour fundus photographs (CHASE_DB1 01-07)",
                                         "validation_data": "CHASE_DB1 test images 08-14"})
-    if a.only in (None, "meat"):
-        src = a.data / "meat_exemplar_beef_meatcut"
-        with tempfile.TemporaryDirectory() as tmp:
-            d = _beef_crops(src, Path(tmp) / "meat_exemplar_beef_meatcut" / "beef_crops")
-            doc["models"]["meat"] = ship("meat", d, None, a.meat_minutes,
-                                         {"licence": "CC BY 4.0 (training data)", "attribution": MEAT_ATTR,
-                                          "description": "raw beef photos (lung-CT paper idea); default for "
-                                                         "CT/MR/X-ray"})
-    doc["models"].pop("cyclegan-retina", None)  # withdrawn (module docstring)
     if a.only in (None, "cyclegan-meat"):
         with tempfile.TemporaryDirectory() as tmp:
             crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")
@@ -162,9 +145,7 @@ def main() -> None:
                                             "windowed W=1500 L=-600",
                  "description": "CycleGAN, windowed chest CT (gray) / raw beef photos (colour), unpaired"},
                 window="1500,-600", val_every=0)
-    if "meat" in doc["models"]:   # kept only until the loader refuses it (docs/cnn.md: why it was withdrawn)
-        doc["models"]["meat"]["withdrawn"] = MEAT_WITHDRAWN
-    doc["default"] = {"cnn": None, "cyclegan": "meat"}
+    doc["default"] = {"cnn": None, "cyclegan": "meat"}   # no cnn default since meat was withdrawn
     mf.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {mf}")
 

@@ -95,8 +95,9 @@ class ColourArgs:
     send: Annotated[Optional[str], typer.Option(
         "--send", help="C-STORE the Secondary Capture written by this run to HOST:PORT:AET.")] = None
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="cnn/cyclegan model: a shipped name (meat, retina; default meat) or a checkpoint from "
-                        "`medcolor train`.")] = None
+        "--model", help="cnn/cyclegan model: a shipped name (cnn: retina, no default; cyclegan: meat, the "
+                        "default) or a checkpoint from `medcolor train`. `medcolor doctor` lists the shipped "
+                        "models (withdrawn ones marked).")] = None
 
     def run_options(self, output: Path, overwrite: bool, backend_options: dict[str, Any] | None = None,
                     **fields_: Any) -> "RunOptions":

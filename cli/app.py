@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from medcolor import __version__
@@ -159,7 +160,7 @@ def demo(
 def doctor() -> None:
     """Versions, devices, transfer syntaxes that decode, backends and what each lacks."""
     from medcolor.colorizers import list_backends
-    from medcolor.doctor import devices, tools, transfer_syntaxes, versions
+    from medcolor.doctor import devices, models, tools, transfer_syntaxes, versions
 
     def go() -> int:
         _table("versions", ("package", "version"), versions().items())
@@ -168,6 +169,9 @@ def doctor() -> None:
                ((s.name, _yes_no(s.available), ", ".join(s.plugins) or s.hint) for s in transfer_syntaxes()))
         _table("backends (--method)", ("name", "available", "what / what it lacks"),
                ((b.name, _yes_no(b.available), b.summary if b.available else b.reason) for b in list_backends()))
+        _table("shipped models (--model NAME)", ("method", "name", "status", "what"),
+               ((m, n, escape(s) if s in ("default", "available") else f"[red]{escape(s)}", escape(d))
+                for m, n, s, d in models()))
         _table("tools", ("tool", "path"), tools().items())
         return EXIT_OK
 

@@ -93,3 +93,22 @@ def transfer_syntaxes() -> list[SyntaxInfo]:
 
 def tools() -> dict[str, str]:
     return {name: shutil.which(name) or "not found" for name in ("dciodvfy", "storescp", "Orthanc")}
+
+
+def models() -> list[tuple[str, str, str, str]]:
+    """The shipped models of ``medcolor/models/manifest.json`` as ``(method, name, status, description)``;
+    status is "default", "available", "withdrawn: <reason>" (kept in the manifest, no file, refused by
+    ``--model``) or "file missing"."""
+    from medcolor.nets.checkpoint import MODELS_DIR, default_model, shipped_models
+
+    rows = []
+    for key, entry in shipped_models().items():
+        method, name = str(entry.get("method", "cnn")), str(entry.get("name", key))
+        if entry.get("withdrawn"):
+            status = f"withdrawn: {entry['withdrawn']}"
+        elif not (MODELS_DIR / str(entry.get("file", ""))).is_file():
+            status = "file missing"
+        else:
+            status = "default" if default_model(method) == name else "available"
+        rows.append((method, name, status, str(entry.get("description", ""))))
+    return rows

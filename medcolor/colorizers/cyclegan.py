@@ -42,7 +42,7 @@ class CycleGanColorizer(Colorizer):
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         super().__init__(device=device, **options)
         self.manifest, self.net, self.model_label = network_from_options(options, "cyclegan", self.device,
-                                                                         default_model=False)
+                                                                         use_default=False)
         self.infer_size = int(options.get("infer_size") or self.manifest.get("work_size") or 256)
         self.l_lock = bool(options.get("l_lock", True))
 

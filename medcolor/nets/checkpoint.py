@@ -13,6 +13,11 @@ the file, a file that is not such a checkpoint, an unknown architecture, or weig
 not match the manifest. Models are loaded only from local paths; shipped ones live in
 ``medcolor/models`` (listed in its ``manifest.json``). Writing checkpoints is training's business
 (:mod:`medcolor.train.checkpoint`).
+
+Shipped models can be withdrawn: their manifest entry keeps the name, method, the reason
+(``"withdrawn"``), what to use ``"instead"`` and the measurements, but not the file, and
+:func:`resolve_model` refuses the name with that reason. The manifest's ``"default"`` names the model each
+method uses without ``--model`` (none for ``cnn`` since its ``meat`` model was withdrawn).
 """
 from __future__ import annotations
 
@@ -26,13 +31,12 @@ import torch
 from medcolor.errors import MedcolorError
 from medcolor.nets import cyclegan, fusion, inception_resnet_unet, tutorial, unet
 
-__all__ = ["ARCHITECTURES", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network",
+__all__ = ["ARCHITECTURES", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network", "default_model",
            "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
-           "state_sha256"]
+           "shipped_names", "state_sha256"]
 
 FORMAT = "medcolor-cnn/1"
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODEL = "meat"
 # every architecture a manifest may name, and the ones each backend runs (cnn: its own network first,
 # then the seed papers' networks of issue 17)
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
@@ -66,7 +70,7 @@ def load_checkpoint(path: str | Path, with_training_state: bool = False
     p = Path(path)
     if not p.is_file():
         raise MedcolorError("no such model file", where=p, hint="give a checkpoint written by `medcolor train` "
-                            f"or a shipped model name ({', '.join(shipped_models()) or 'none installed'})")
+                            f"or a shipped model name ({', '.join(shipped_names()) or 'none installed'})")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt file, pickle with code, not torch at all
@@ -106,16 +110,30 @@ def build_model(manifest: dict[str, Any], state: dict[str, torch.Tensor], where:
     return net.eval()
 
 
-def shipped_models() -> dict[str, dict[str, Any]]:
-    """``{name: entry}`` from ``medcolor/models/manifest.json`` (empty when absent)."""
-    f = MODELS_DIR / "manifest.json"
-    if not f.is_file():
-        return {}
+def _manifest() -> dict[str, Any]:
+    """``medcolor/models/manifest.json`` (empty when absent or unreadable)."""
     try:
-        data = json.loads(f.read_text())
+        data = json.loads((MODELS_DIR / "manifest.json").read_text())
     except (OSError, ValueError):
         return {}
-    return dict(data.get("models", {}))
+    return data if isinstance(data, dict) else {}
+
+
+def shipped_models() -> dict[str, dict[str, Any]]:
+    """``{key: entry}`` of every shipped model, withdrawn ones included (they have ``"withdrawn"`` and no
+    file); cnn models are keyed by name, other methods' as ``<method>-<name>``."""
+    return dict(_manifest().get("models", {}))
+
+
+def shipped_names(method: str | None = None) -> list[str]:
+    """Names of the shipped models that can be loaded (not withdrawn), of ``method`` or of every method."""
+    return [str(m.get("name", k)) for k, m in shipped_models().items()
+            if not m.get("withdrawn") and (method is None or str(m.get("method", "cnn")) == method)]
+
+
+def default_model(method: str) -> str | None:
+    """The shipped model ``method`` uses without ``--model`` (the manifest's ``"default"``), or None."""
+    return (_manifest().get("default") or {}).get(method)
 
 
 def _shipped_key(key: str, method: str) -> str | None:
@@ -129,20 +147,31 @@ def _shipped_key(key: str, method: str) -> str | None:
 
 
 def resolve_model(spec: str | Path | None, method: str = "cnn") -> Path:
-    """A shipped model name of ``method`` (cnn: ``retina``, ``meat``; cyclegan: ``meat``, ``retina``) or
-    a local checkpoint path -> Path."""
-    spec = DEFAULT_MODEL if spec is None or str(spec).strip() == "" else spec
+    """A shipped model name of ``method`` (cnn: ``retina``; cyclegan: ``meat``), None for the method's
+    default, or a local checkpoint path -> Path. One-line MedcolorError for a withdrawn shipped model, for
+    no model where the method has no default, and for a name that is neither."""
+    available = ", ".join(shipped_names(method)) or "none installed"
+    train = f"`medcolor train --method {method}`"
+    if spec is None or str(spec).strip() == "":
+        spec = default_model(method)
+        if spec is None:
+            raise MedcolorError(f"--method {method} needs a model (there is no default {method} model)",
+                                where="--model", hint=f"give --model NAME (shipped {method} models: {available}) "
+                                                      f"or --model PATH, a checkpoint from {train}")
     models = shipped_models()
     key = _shipped_key(str(spec).strip().lower(), method)
     if key is not None and not Path(str(spec)).exists():
-        return MODELS_DIR / models[key]["file"]
+        entry = models[key]
+        if entry.get("withdrawn"):
+            raise MedcolorError(f"shipped {method} model {str(spec).strip()!r} was withdrawn: {entry['withdrawn']}",
+                                where="--model", hint=f"{entry.get('instead') or 'train one with ' + train}; "
+                                                      f"shipped {method} models: {available}")
+        return MODELS_DIR / entry["file"]
     p = Path(str(spec)).expanduser()
     if p.is_file():
         return p
-    names = ", ".join(str(m.get("name", k)) for k, m in models.items() if str(m.get("method", "cnn")) == method)
     raise MedcolorError(f"no model {str(spec)!r}: neither a shipped {method} model name nor a file", where="--model",
-                        hint=f"shipped {method} models: {names or 'none installed'}; or give the path of a "
-                             f"checkpoint from `medcolor train`")
+                        hint=f"shipped {method} models: {available}; or give the path of a checkpoint from {train}")
 
 
 def load_model_options(spec: str | Path | None, method: str = "cnn") -> dict[str, Any]:
@@ -154,14 +183,14 @@ def load_model_options(spec: str | Path | None, method: str = "cnn") -> dict[str
 
 
 def network_from_options(options: dict[str, Any], method: str, device: torch.device,
-                         default_model: bool = True) -> tuple[dict[str, Any], torch.nn.Module, str]:
+                         use_default: bool = True) -> tuple[dict[str, Any], torch.nn.Module, str]:
     """``(manifest, network on device in eval mode, model label)`` for backend ``method`` from its
     options: ``manifest`` + ``state_dict`` as :func:`load_model_options` gives them (verified again:
     an API caller may have built them), else ``model`` (a shipped name or a path, read here as an API
-    convenience; the pipeline reads checkpoints itself), else the default shipped model when
-    ``default_model``. MedcolorError for a model of another backend's architecture."""
+    convenience; the pipeline reads checkpoints itself), else the method's default shipped model when
+    ``use_default`` (:func:`resolve_model`). MedcolorError for a model of another backend's architecture."""
     if options.get("manifest") is None or options.get("state_dict") is None:
-        if options.get("model") is None and not default_model:
+        if options.get("model") is None and not use_default:
             raise MedcolorError(f"the {method} backend needs a model", where="--model",
                                 hint=f"train one with `medcolor train --method {method}` and pass --model PATH")
         options = {**options, **load_model_options(options.get("model"), method)}
