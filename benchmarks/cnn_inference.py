@@ -1,6 +1,9 @@
 """CNN inference throughput at 512x512 (batch 1 and 8) next to the DICOM I/O floor.
 
-    python benchmarks/cnn_inference.py [--model meat] [--device auto] [--slices 48] [--source DIR]
+    python benchmarks/cnn_inference.py [--model retina] [--device auto] [--slices 48] [--source DIR]
+
+``--model``: a shipped cnn model name (``retina``, the only one since ``meat`` was withdrawn) or a
+checkpoint from ``medcolor train``.
 
 * ``cnn colorize``: ``CnnColorizer.colorize`` on [B,1,512,512] L batches (the network at the model
   resolution + the per-pixel curves at 512x512), after two warm-up batches;
@@ -25,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from medcolor.color import lab_to_rgb8  # noqa: E402
 from medcolor.colorizers import get_colorizer, resolve_device  # noqa: E402
-from medcolor.train.checkpoint import load_model_options  # noqa: E402
+from medcolor.nets.checkpoint import load_model_options  # noqa: E402
 
 
 def rate(fn, batch: int, n: int, rounds: int = 3) -> float:
@@ -44,7 +47,7 @@ def rate(fn, batch: int, n: int, rounds: int = 3) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="meat")
+    ap.add_argument("--model", default="retina")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--slices", type=int, default=48)
     ap.add_argument("--source", type=Path, default=ROOT / "sample_dicom" / "ct_chest")

@@ -16,8 +16,9 @@ Rows
   ("read + write", the floor every full run is compared with). Marginal cost per slice
   ``(t_large - t_small) / (large - small)``, so start-up does not count; the page cache is warmed first.
 * medcolor run (marginal): ``python -m medcolor run DIR -o OUT --method M --window 1500,-600 --overwrite``
-  as a subprocess (exemplar adds ``--ref sample_dicom/refs/beef_marbled.jpg``, cnn uses its default model
-  meat, cyclegan ``--model meat``), same marginal cost. "x floor" = floor ms / run ms (1.0 = as fast as
+  as a subprocess (exemplar adds ``--ref sample_dicom/refs/beef_marbled.jpg``, cnn ``--model retina``: the
+  one shipped cnn model, there is no cnn default since meat was withdrawn; cyclegan ``--model meat``), same
+  marginal cost. "x floor" = floor ms / run ms (1.0 = as fast as
   reading and writing the DICOM files alone). "peak MiB": the peak RSS of the large run, from
   ``os.wait4`` (the largest of the run's process and its reaped reader worker, not their sum). A run that
   fails is a row ``failed: <its last error line>``.
@@ -45,8 +46,9 @@ Rows
   without bf16 support run bf16 dilated convolutions through a slow reference GEMM):
   - Zhang et al. 2016 (ECCV) network, random weights: resize to half size (512 -> 256, inside the timing),
     313-bin classifier, annealed-mean decoding, ab upsampled to full size;
-  - CycleGAN ResnetGenerator (ngf 64, 9 blocks; ``medcolor.train.cyclegan``), random weights, at full size;
-  - medcolor cnn: the shipped default model (meat) through ``predict_ab`` (as the backend runs it);
+  - CycleGAN ResnetGenerator (ngf 64, 9 blocks; ``medcolor.nets.cyclegan``), random weights, at full size;
+  - medcolor cnn: the shipped cnn model ``retina`` (meat was withdrawn) through ``predict_ab`` (as the
+    backend runs it);
   - medcolor cyclegan: the shipped cyclegan model "meat" if one loads, else a random-weight
     ``ColorGenerator(ngf=32, n_blocks=6, l_lock=True, luma_prior=True)`` (the label says which): as the
     backend runs it (resize to ``infer_size`` 256, generator, ab upsampled) and the raw generator at
@@ -115,7 +117,8 @@ def cli_run(folder: Path, out: Path, method: str, ref: Path) -> tuple[float, flo
     """Seconds and peak RSS (MiB) of one ``medcolor run``; RuntimeError with its output on failure."""
     cmd = [sys.executable, "-m", "medcolor", "run", str(folder), "-o", str(out), "--method", method,
            "--window", f"{WINDOW_W:g},{WINDOW_L:g}", "--overwrite"]
-    cmd += {"exemplar": ["--ref", str(ref)], "cyclegan": ["--model", "meat"]}.get(method, [])
+    cmd += {"exemplar": ["--ref", str(ref)], "cnn": ["--model", "retina"],
+            "cyclegan": ["--model", "meat"]}.get(method, [])
     with tempfile.TemporaryFile("w+") as log:
         os.sync()  # no earlier run's dirty pages written back while this one is timed
         t0 = time.perf_counter()
@@ -272,8 +275,8 @@ class Zhang2016(nn.Module):
 def cyclegan_backend():
     """The cyclegan backend with the shipped model "meat", else with a random-weight generator."""
     from medcolor.colorizers import get_colorizer
-    from medcolor.train.checkpoint import load_model_options, state_sha256
-    from medcolor.train.cyclegan import ARCH, ColorGenerator
+    from medcolor.nets.checkpoint import load_model_options, state_sha256
+    from medcolor.nets.cyclegan import ARCH, ColorGenerator
 
     try:
         return get_colorizer("cyclegan", "cpu", **load_model_options("meat", method="cyclegan")), "shipped meat"
@@ -290,15 +293,15 @@ def net_contenders(size: int) -> list[tuple[str, Callable[[], tuple[Callable, st
     note for its rows."""
     from medcolor.color import upsample_ab
     from medcolor.colorizers.cnn import predict_ab
-    from medcolor.train.checkpoint import build_model, load_model_options
-    from medcolor.train.cyclegan import ResnetGenerator
+    from medcolor.nets.checkpoint import build_model, load_model_options
+    from medcolor.nets.cyclegan import ResnetGenerator
 
     def resnet():
         net = ResnetGenerator(1, 2, 64, 9).eval()
         return (lambda L: net(L / 50.0 - 1.0)), ""
 
     def cnn():
-        opts = load_model_options("meat")
+        opts = load_model_options("retina")
         net, m = build_model(opts["manifest"], opts["state_dict"]), int(opts["manifest"].get("model_size", 128))
         return (lambda L: predict_ab(net, L, m)), f"model_size {m}"
 
@@ -313,7 +316,7 @@ def net_contenders(size: int) -> list[tuple[str, Callable[[], tuple[Callable, st
 
     return [(f"Zhang et al. 2016 net, random weights (at {size // 2}, +resize)", lambda: (Zhang2016().eval(), "")),
             (f"CycleGAN ResnetGenerator ngf 64, 9 blocks, random weights (at {size})", resnet),
-            ("medcolor cnn meat: predict_ab", cnn),
+            ("medcolor cnn retina: predict_ab", cnn),
             ("medcolor cyclegan as the backend runs it (at 256, ab upsampled)", cyclegan_as_backend),
             (f"medcolor cyclegan generator raw (at {size})", cyclegan_raw)]
 

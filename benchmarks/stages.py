@@ -8,7 +8,8 @@ Series: ``make_series`` of benchmarks/pipeline_vs_floor.py (``--n`` slices cycle
 OpenCV. Each row is the fastest of ``--repeats`` passes over the slices, in ms per slice (per file for the
 scan). Rows:
 
-* scan: ``medcolor.io.scan`` of the folder, per file;
+* scan: ``medcolor.io.scan`` of the folder, per file (``dcmread(stop_before_pixels=True)``, the attributes
+  medcolor uses checked, the pixel data's offset located);
 * read: ``read_slice`` (modality values, HU) and, for comparison, pydicom ``dcmread`` + ``pixel_array``;
 * general path per backend (the pipeline's ``_Chain`` stages): ``to_L`` (window), ``colour`` (backend +
   upsample), ``encode`` (chroma-only gamut map + 8-bit sRGB, torch), ``measure_slice`` (L* of the written

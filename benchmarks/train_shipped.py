@@ -1,21 +1,19 @@
 """Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
-usage: python benchmarks/train_shipped.py [--data /work/shared/data]
-                                          [--only retina|meat|cyclegan-retina|cyclegan-meat]
-                                          [--retina-minutes 10] [--meat-minutes 5] [--cyclegan-minutes 15]
+usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|cyclegan-meat]
+                                          [--retina-minutes 10] [--cyclegan-minutes 15]
 
 * ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
-* ``meat``: the three pure-meat crops of the Meat Cut (BEEF) collage (beef_lean_bright, beef_lean_dark,
-  beef_marbled; the collage itself has a text banner and is not used); the default model for CT/MR/X-ray.
-  With 3 images ``--prior auto`` uses the single training-set lookup (the retrieved prior needs 8+).
+* ``cyclegan-meat`` (``--method cyclegan --model meat``, the cyclegan default): gray side = the shared
+  30-slice chest CT windowed 1500,-600 (lung), colour side = the three pure-meat crops of the Meat Cut
+  (BEEF) collage (beef_lean_bright, beef_lean_dark, beef_marbled; the collage itself has a text banner and
+  is not used); no colour truth exists for CT (not scored), and the colour-side validation (3 photos)
+  cannot judge the CT side, so the last step is shipped (``val_every=0``).
 
-* ``cyclegan-retina`` (``--method cyclegan --model retina``): the paper's protocol on CHASE_DB1, unpaired:
-  gray side = the 8-bit gray of the test images 08-14, colour side = the training photos 01-07; scored
-  on 08-14 against their true colour.
-* ``cyclegan-meat`` (``--method cyclegan --model meat``): gray side = the shared 30-slice chest CT windowed
-  1500,-600 (lung), colour side = the three beef crops; no colour truth exists for CT (not scored), and
-  the colour-side validation (3 photos) cannot judge the CT side, so the last step is shipped
-  (``val_every=0``); the retina model keeps its best colour-side step.
+Withdrawn, not trained here: the cnn ``meat`` model (docs/cnn.md: its colour does not follow tissue on CT)
+and ``cyclegan-retina`` (docs/cyclegan.md: trained on the gray of the very photos it was scored on, below
+the training set's mean colour on another camera). Their manifest entries (name, method, reason, what to
+use instead, the measurements) are kept as they are; their files are gone and the loader refuses the names.
 
 Each cnn run is ``medcolor train --method cnn --max-minutes M --seed 0`` (the library call), each
 cyclegan run ``medcolor train --method cyclegan --max-minutes M --seed 0`` with the defaults; then the
@@ -36,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medcolor.train.checkpoint import MODELS_DIR, export_inference  # noqa: E402
+from medcolor.nets.checkpoint import MODELS_DIR  # noqa: E402
+from medcolor.train.checkpoint import export_inference  # noqa: E402
 from medcolor.train.cyclegan import CycleConfig, train_cyclegan  # noqa: E402
 from medcolor.train.loop import TrainConfig, train  # noqa: E402
 
@@ -121,17 +120,13 @@ def _beef_crops(src: Path, dst: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    ap.add_argument("--only", choices=("retina", "meat", "cyclegan-retina", "cyclegan-meat"))
+    ap.add_argument("--only", choices=("retina", "cyclegan-meat"))
     ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
     ap.add_argument("--retina-minutes", type=float, default=10.0)
-    ap.add_argument("--meat-minutes", type=float, default=5.0)
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     mf = MODELS_DIR / "manifest.json"
     doc = json.loads(mf.read_text()) if mf.is_file() else {"models": {}}
-    doc["note"] = ("Shipped cnn and cyclegan models (cyclegan entries: key cyclegan-<name>, method cyclegan), "
-                   "trained by benchmarks/train_shipped.py; sha256 of each file and of its weights (the "
-                   "checkpoint's own manifest is verified at load).")
     if a.only in (None, "retina"):
         chase = a.data / "chase_db1"
         doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
@@ -139,26 +134,6 @@ def main() -> None:
                                        {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
                                         "description": "colour fundus photographs (CHASE_DB1 01-07)",
                                         "validation_data": "CHASE_DB1 test images 08-14"})
-    if a.only in (None, "meat"):
-        src = a.data / "meat_exemplar_beef_meatcut"
-        with tempfile.TemporaryDirectory() as tmp:
-            d = _beef_crops(src, Path(tmp) / "meat_exemplar_beef_meatcut" / "beef_crops")
-            doc["models"]["meat"] = ship("meat", d, None, a.meat_minutes,
-                                         {"licence": "CC BY 4.0 (training data)", "attribution": MEAT_ATTR,
-                                          "description": "raw beef photos (lung-CT paper idea); default for "
-                                                         "CT/MR/X-ray"})
-    if a.only in (None, "cyclegan-retina"):
-        from medcolor.evaluate import write_gray
-
-        chase = a.data / "chase_db1"
-        with tempfile.TemporaryDirectory() as tmp:
-            gray = write_gray(chase / "test" / "images", Path(tmp) / "chase_gray_08-14")
-            doc["models"]["cyclegan-retina"] = ship_cyclegan(
-                "retina", gray, chase / "training" / "images", a.cyclegan_minutes,
-                {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR.replace(
-                    "images 01-07 used for training", "colour images 01-07 and the gray of 08-14 used, unpaired"),
-                 "description": "CycleGAN, colour fundus (CHASE_DB1; gray 08-14 / colour 01-07, unpaired)"},
-                truth=str(chase / "test" / "images" / "*.jpg"))
     if a.only in (None, "cyclegan-meat"):
         with tempfile.TemporaryDirectory() as tmp:
             crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")
@@ -170,7 +145,7 @@ def main() -> None:
                                             "windowed W=1500 L=-600",
                  "description": "CycleGAN, windowed chest CT (gray) / raw beef photos (colour), unpaired"},
                 window="1500,-600", val_every=0)
-    doc["default"] = "meat"
+    doc["default"] = {"cnn": None, "cyclegan": "meat"}   # no cnn default since meat was withdrawn
     mf.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {mf}")
 

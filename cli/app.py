@@ -4,24 +4,22 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from medcolor import __version__
+from medcolor.cli import batch_cmd, train_cmd
+from medcolor.cli._common import (EXIT_FAILED, EXIT_OK, STATE, ColourArgs, colour_options, err, guard, out,
+                                  progress_bar)
 from medcolor.errors import MedcolorError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Colourise grayscale CT, MRI and X-ray DICOM into RGB Secondary Capture, keeping "
                        "the luminance of the windowed source. Not for primary diagnosis.")
-out = Console()
-err = Console(stderr=True)
-STATE: dict[str, Any] = {"debug": False}
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _version(value: bool) -> None:
@@ -37,29 +35,6 @@ def main_options(
 ) -> None:
     STATE["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
-
-
-def _guard(fn: Callable[[], int]) -> None:
-    """Run a command; turn MedcolorError into one line and an exit code, never a traceback (unless --debug)."""
-    try:
-        code = fn()
-    except MedcolorError as e:
-        if STATE["debug"]:
-            raise
-        err.print(f"error: {e.one_line()}", style="bold red", highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        err.print("[bold red]interrupted:[/] no partial output was left; rerun to finish.")
-        raise typer.Exit(130)
-    except typer.Exit:
-        raise
-    except Exception as e:  # an internal error: still one line unless --debug
-        if STATE["debug"]:
-            raise
-        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}. Rerun with --debug and report it.",
-                  highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED)
-    raise typer.Exit(code)
 
 
 class _SeriesProgress:
@@ -119,8 +94,7 @@ def _run(inputs: List[str], options, send: Optional[str] = None) -> int:
 
         Target.parse(send).check()  # fail on a typo before colouring
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=False, disable=not err.is_terminal) as progress:
+    with progress_bar(MofNCompleteColumn(), TimeRemainingColumn()) as progress:
         result = run(inputs, options, progress=_SeriesProgress(progress))
     _print_result(result)
     if not result.series and not any(o.status == "done" for o in result.outcomes):
@@ -128,42 +102,27 @@ def _run(inputs: List[str], options, send: Optional[str] = None) -> int:
         return EXIT_FAILED
     code = EXIT_FAILED if result.failed else EXIT_OK
     if send:
-        from medcolor.cli.batch_cmd import send_outputs
-
         outputs = [o for s in result.series for o in s.outputs]
-        code = max(code, send_outputs(Path(options.output), outputs, send))
+        code = max(code, batch_cmd.send_outputs(Path(options.output), outputs, send))
     return code
 
 
 @app.command()
+@colour_options
 def run(
     inputs: List[str] = typer.Argument(..., help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created)."),
-    method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut | cnn | cyclegan (see `medcolor doctor`)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Exemplar reference photo (default: the shipped beef_marbled.jpg)."),
-    window: Optional[str] = typer.Option(None, "--window", "-w", help="Preset name, W,L (e.g. 1500,-600), 'file' or 'percentile[:LO,HI]'. Default: the file's window, else the modality's default."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (fails if CUDA is asked for and absent)."),
-    fmt: str = typer.Option("dicom", "--format", "-f", help="dicom | png | tiff | both (dicom + png)."),
-    multiframe: bool = typer.Option(False, "--multiframe", help="Write one Multi-frame True Color SC per series."),
+    colour: ColourArgs = ColourArgs(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Slices per batch through the backend."),
-    exemplar_mode: str = typer.Option("welsh", "--exemplar-mode", help="welsh (luminance + texture) | reinhard (global tint)."),
-    deidentify: bool = typer.Option(False, "--deidentify", help="Apply the PS3.15 basic profile to copied attributes."),
-    report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the report (off by default)."),
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
-    send: Optional[str] = typer.Option(None, "--send", help="C-STORE the written SC to HOST:PORT:AET right after writing."),
-    model: Optional[str] = typer.Option(None, "--model", help="cnn/cyclegan model: a shipped name (meat, retina; default meat) or a checkpoint from `medcolor train`."),
     no_l_lock: bool = typer.Option(False, "--no-l-lock", help="cyclegan only: write G_color's raw RGB (its own L; the report shows the ΔL it caused) instead of its chroma on the source L."),
 ) -> None:
     """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json/.html."""
-    from medcolor.pipeline import RunOptions
+    def go() -> int:
+        opts = colour.run_options(output, overwrite, {"l_lock": False} if no_l_lock else None, reader_workers=workers)
+        return _run(inputs, opts, send=colour.send)
 
-    opts = RunOptions(output=output, method=method, reference=ref, window=window, device=device, fmt=fmt,
-                      multiframe=multiframe, overwrite=overwrite, batch_size=batch_size,
-                      exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi,
-                      reader_workers=workers,
-                      backend_options={**({"model": model} if model else {}), **({"l_lock": False} if no_l_lock else {})})
-    _guard(lambda: _run(inputs, opts, send=send))
+    guard(go)
 
 
 def _find_sample(sample: Optional[Path]) -> Path:
@@ -194,44 +153,42 @@ def demo(
                   f"(report: {output.resolve() / 'report.json'})", highlight=False)
         return code
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
 def doctor() -> None:
     """Versions, devices, transfer syntaxes that decode, backends and what each lacks."""
     from medcolor.colorizers import list_backends
-    from medcolor.doctor import devices, tools, transfer_syntaxes, versions
+    from medcolor.doctor import devices, models, tools, transfer_syntaxes, versions
 
     def go() -> int:
-        t = Table(title="versions")
-        t.add_column("package"); t.add_column("version")
-        for k, v in versions().items():
-            t.add_row(k, v)
-        out.print(t)
-        t = Table(title="devices")
-        t.add_column("device"); t.add_column("")
-        for k, v in devices().items():
-            t.add_row(k, v)
-        out.print(t)
-        t = Table(title="transfer syntaxes (decode)")
-        t.add_column("syntax"); t.add_column("decodes"); t.add_column("plug-ins / what to install")
-        for s in transfer_syntaxes():
-            t.add_row(s.name, "[green]yes" if s.available else "[red]no", ", ".join(s.plugins) or s.hint)
-        out.print(t)
-        t = Table(title="backends (--method)")
-        t.add_column("name"); t.add_column("available"); t.add_column("what / what it lacks")
-        for b in list_backends():
-            t.add_row(b.name, "[green]yes" if b.available else "[red]no", b.summary if b.available else b.reason)
-        out.print(t)
-        t = Table(title="tools")
-        t.add_column("tool"); t.add_column("path")
-        for k, v in tools().items():
-            t.add_row(k, v)
-        out.print(t)
+        _table("versions", ("package", "version"), versions().items())
+        _table("devices", ("device", ""), devices().items())
+        _table("transfer syntaxes (decode)", ("syntax", "decodes", "plug-ins / what to install"),
+               ((s.name, _yes_no(s.available), ", ".join(s.plugins) or s.hint) for s in transfer_syntaxes()))
+        _table("backends (--method)", ("name", "available", "what / what it lacks"),
+               ((b.name, _yes_no(b.available), b.summary if b.available else b.reason) for b in list_backends()))
+        _table("shipped models (--model NAME)", ("method", "name", "status", "what"),
+               ((m, n, escape(s) if s in ("default", "available") else f"[red]{escape(s)}", escape(d))
+                for m, n, s, d in models()))
+        _table("tools", ("tool", "path"), tools().items())
         return EXIT_OK
 
-    _guard(go)
+    guard(go)
+
+
+def _yes_no(ok: bool) -> str:
+    return "[green]yes" if ok else "[red]no"
+
+
+def _table(title: str, columns: tuple[str, ...], rows) -> None:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*row)
+    out.print(t)
 
 
 @app.command()
@@ -239,18 +196,12 @@ def presets() -> None:
     """The named CT windows (Hounsfield units) and where their values come from."""
     from medcolor.windowing import PRESET_SOURCES, PRESETS
 
-    t = Table(title="CT window presets (--window NAME)")
-    for col in ("name", "width (HU)", "level (HU)", "source"):
-        t.add_column(col)
-    for name, w in PRESETS.items():
-        t.add_row(name, f"{w.width:g}", f"{w.center:g}", PRESET_SOURCES.get(name, ""))
-    out.print(t)
+    _table("CT window presets (--window NAME)", ("name", "width (HU)", "level (HU)", "source"),
+           ((name, f"{w.width:g}", f"{w.center:g}", PRESET_SOURCES.get(name, "")) for name, w in PRESETS.items()))
     out.print("Also: --window W,L  |  --window file (the file's VOI)  |  --window percentile[:LO,HI] (MR, X-ray)")
 
 
 # commands that live in their own modules (training/evaluation; batch/export)
-from medcolor.cli import batch_cmd, train_cmd  # noqa: E402
-
 train_cmd.register(app)
 batch_cmd.register(app)
 

@@ -6,34 +6,33 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from medcolor.cli._common import EXIT_FAILED, EXIT_OK, ColourArgs, colour_options, err, guard, out, progress_bar
 from medcolor.errors import MedcolorError
 
 
 def send_outputs(out_dir: Path, outputs: list[str] | None, send: str, calling_aet: str = "MEDCOLOR") -> int:
     """C-STORE ``outputs`` (paths relative to ``out_dir``; None: every SC under it) to ``send``
     (HOST:PORT:AET); prints the counts; returns the exit code (0 only when nothing failed)."""
-    from medcolor.pacs import SC_FAMILY, Target, find_instances
+    from medcolor.pacs import Target, find_instances
 
     target = Target.parse(send, calling_aet)
     instances = find_instances(out_dir)
     if outputs is not None:
         wanted = {str(Path(o)) for o in outputs}
-        instances = [i for i in instances if str(i[0].relative_to(out_dir)) in wanted and i[1] in SC_FAMILY]
+        instances = [i for i in instances if str(i[0].relative_to(out_dir)) in wanted]
     return _export_and_print(instances, target, out_dir)
 
 
 def _export_and_print(instances, target, out_dir: Path, retries: int = 3, timeout: float = 30.0) -> int:
-    from medcolor.cli.app import EXIT_FAILED, EXIT_OK, err, out
     from medcolor.pacs import export
 
     if not instances:
         out.print(f"export: no Secondary Capture instance to send in {out_dir}", highlight=False)
         return EXIT_OK
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as progress:
+    with progress_bar(MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as progress:
         task = progress.add_task(f"C-STORE to {target.called_aet}@{target.host}:{target.port}", total=len(instances))
         result = export(instances, target, root=out_dir, retries=retries, timeout=timeout,
                         progress=lambda r: progress.advance(task))
@@ -41,8 +40,6 @@ def _export_and_print(instances, target, out_dir: Path, retries: int = 3, timeou
 
 
 def _print_export(result, where: str) -> int:
-    from medcolor.cli.app import EXIT_FAILED, EXIT_OK, err, out
-
     for r in result.instances:
         if r.status == "failed":
             err.print(f"[red]failed:[/] {r.path}: {r.message}", highlight=False, soft_wrap=True)
@@ -71,8 +68,6 @@ class _BatchProgress:
 
 
 def _print_batch(result) -> None:
-    from medcolor.cli.app import out
-
     table = Table(title="medcolor batch")
     for col in ("series", "files", "status", "method", "window", "mean |ΔL|", "colourfulness", "note"):
         table.add_column(col)
@@ -106,42 +101,26 @@ def register(app: typer.Typer) -> None:
     """Add ``batch`` and ``export`` to the medcolor app."""
 
     @app.command()
+    @colour_options
     def batch(
         in_dir: Path = typer.Argument(..., help="Folder to colour (recursive)."),
         out_dir: Path = typer.Argument(..., help="Output folder: series, batch.json, batch.csv, report.json/.html."),
-        method: str = typer.Option("exemplar", "--method", "-m", help="Backend: exemplar | lut | cnn (see `medcolor doctor`)."),
-        ref: Optional[Path] = typer.Option(None, "--ref", help="Exemplar reference photo (default: the shipped beef_marbled.jpg)."),
-        window: Optional[str] = typer.Option(None, "--window", "-w", help="Preset name, W,L, 'file' or 'percentile[:LO,HI]'."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-        fmt: str = typer.Option("dicom", "--format", "-f", help="dicom | png | tiff | both."),
-        multiframe: bool = typer.Option(False, "--multiframe", help="One Multi-frame True Color SC per series."),
+        colour: ColourArgs = ColourArgs(),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo series already completed with the same parameters."),
-        batch_size: int = typer.Option(8, "--batch-size", "-b", help="Slices per batch through the backend."),
-        exemplar_mode: str = typer.Option("welsh", "--exemplar-mode", help="welsh | reinhard."),
-        deidentify: bool = typer.Option(False, "--deidentify", help="PS3.15 basic profile; refuses BurnedInAnnotation YES sources."),
-        report_phi: bool = typer.Option(False, "--report-phi", help="Allow patient names/IDs in the reports."),
         workers: int = typer.Option(1, "--workers", "-j", help="Local worker processes (series in parallel)."),
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask distributed scheduler address (tcp://HOST:PORT); needs medcolor[scale]."),
-        send: Optional[str] = typer.Option(None, "--send", help="C-STORE the series coloured by this run to HOST:PORT:AET."),
-        model: Optional[str] = typer.Option(None, "--model", help="cnn model: a shipped name (meat, retina) or a checkpoint path."),
         calling_aet: str = typer.Option("MEDCOLOR", "--calling-aet", help="Our AE title for --send."),
     ) -> None:
         """Colour every series under IN_DIR into OUT_DIR; resumable; every file accounted for."""
-        from medcolor.cli.app import EXIT_FAILED, EXIT_OK, _guard, err
-        from medcolor.pipeline import RunOptions
-
         def go() -> int:
             from medcolor.batch import run_batch
             from medcolor.pacs import Target
 
+            send = colour.send
             if send:
                 Target.parse(send, calling_aet).check()  # a typo fails before hours of work
-            opts = RunOptions(output=out_dir, method=method, reference=ref, window=window, device=device, fmt=fmt,
-                              multiframe=multiframe, overwrite=overwrite, batch_size=batch_size,
-                              exemplar_mode=exemplar_mode, deidentify=deidentify, report_phi=report_phi,
-                              backend_options={"model": model} if model else {})
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=err, transient=False, disable=not err.is_terminal) as progress:
+            opts = colour.run_options(out_dir, overwrite)
+            with progress_bar(MofNCompleteColumn(), TimeElapsedColumn()) as progress:
                 result = run_batch(in_dir, opts, workers=workers, scheduler=scheduler,
                                    progress=_BatchProgress(progress))
             _print_batch(result)
@@ -152,7 +131,7 @@ def register(app: typer.Typer) -> None:
                 code = max(code, send_outputs(out_dir, outputs, send, calling_aet))
             return code
 
-        _guard(go)
+        guard(go)
 
     @app.command()
     def export(
@@ -166,8 +145,6 @@ def register(app: typer.Typer) -> None:
         stow: Optional[str] = typer.Option(None, "--stow", help="DICOMweb base URL: STOW-RS instead of C-STORE (needs medcolor[stow])."),
     ) -> None:
         """C-STORE (or STOW-RS) every Secondary Capture instance under OUT_DIR; exit code 1 if any failed."""
-        from medcolor.cli.app import _guard
-
         def go() -> int:
             from medcolor.pacs import Target, find_instances, stow as stow_rs
 
@@ -183,4 +160,4 @@ def register(app: typer.Typer) -> None:
             target.check()
             return _export_and_print(instances, target, out_dir, retries=retries, timeout=timeout)
 
-        _guard(go)
+        guard(go)

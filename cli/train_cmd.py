@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from medcolor.cli._common import EXIT_FAILED, EXIT_OK, err, guard, out, progress_bar
 from medcolor.errors import MedcolorError
 
 
@@ -43,14 +44,11 @@ class _TrainProgress:
 def _train(args: dict[str, Any]) -> int:
     import os
 
-    from medcolor.cli.app import EXIT_OK, err, out
     from medcolor.train.loop import TrainConfig, train
 
     rank = int(os.environ.get("RANK", "0") or 0)
     cfg = TrainConfig(**args)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("loss {task.fields[loss]:.5f}"),
-                  TimeElapsedColumn(), console=err, transient=False,
-                  disable=rank != 0 or not err.is_terminal) as progress:
+    with progress_bar(TextColumn("loss {task.fields[loss]:.5f}"), TimeElapsedColumn(), disable=rank != 0) as progress:
         result = train(cfg, _TrainProgress(progress, err, rank))
     if rank == 0:
         v = result.get("validation") or {}
@@ -63,15 +61,13 @@ def _train(args: dict[str, Any]) -> int:
 def _train_cyclegan(args: dict[str, Any]) -> int:
     """``medcolor train --method cyclegan``: a progress bar with every loss term (a line per 10 steps
     when stderr is not a terminal)."""
-    from medcolor.cli.app import EXIT_OK, err, out
     from medcolor.train.cyclegan import CycleConfig, train_cyclegan
 
     if args.get("gray") is None or args.get("color") is None:
         raise MedcolorError("--method cyclegan needs --gray DIR and --color DIR", where="--gray/--color",
                             hint="gray images or a DICOM series on one side, colour photos on the other")
     cfg = CycleConfig(**args)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
-                  transient=False, disable=not err.is_terminal) as progress:
+    with progress_bar(TimeElapsedColumn()) as progress:
         state: dict[str, Any] = {}
 
         def cb(event: str, **info: Any) -> None:
@@ -108,7 +104,6 @@ def _fmt(s: dict[str, float], digits: int) -> str:
 
 def _evaluate(pred: Path, truth: str, size: int, baselines: list[str], train_dir: Optional[Path],
               output: Optional[Path], per_image: bool) -> int:
-    from medcolor.cli.app import EXIT_FAILED, EXIT_OK, out
     from medcolor.evaluate import METRICS, evaluate, write_json
 
     res = evaluate(pred, truth, size=size, baselines=baselines, train=train_dir)
@@ -142,7 +137,6 @@ def _evaluate(pred: Path, truth: str, size: int, baselines: list[str], train_dir
 
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``evaluate`` to the medcolor app."""
-    from medcolor.cli.app import _guard
 
     @app.command()
     def train(
@@ -160,6 +154,10 @@ def register(app: typer.Typer) -> None:
         val_every: int = typer.Option(100, "--val-every", help="Validate every N steps (cnn: 0 = only at the end; cyclegan: colour-side validation, the best step's G_color is kept, 0 = off)."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Write the checkpoint every N steps."),
         base: int = typer.Option(16, "--width", help="Channels of the first U-Net level."),
+        arch: str = typer.Option("luma-prior-unet", "--arch", help="cnn network: luma-prior-unet | fusion (VGG16+ResNet50+Inception-ResNet-v2 features fused) | inception-resnet-unet | tutorial (docs/cnn.md)."),
+        width_mult: Optional[float] = typer.Option(None, "--width-mult", help="fusion / inception-resnet-unet / tutorial: multiple of the paper's channels (default 0.25 / 0.25 / 0.5)."),
+        backbone_weights: List[Path] = typer.Option([], "--backbone-weights", help="fusion / inception-resnet-unet: a local torchvision- or timm-layout state dict (VGG16, ResNet50, Inception-ResNet-v2; repeatable), checked key by key, loaded at the paper's width and frozen."),
+        camera_aug: float = typer.Option(0.0, "--camera-aug", help="Strength (0..1) of random camera-like colour shifts of the training photos (white balance, exposure, tone, saturation); 0 = off. For models that must carry over to other cameras."),
         prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
@@ -184,34 +182,31 @@ def register(app: typer.Typer) -> None:
         work_size: int = typer.Option(256, "--work-size", help="cyclegan: images are shrunk to this longer side (and inference runs at it)."),
     ) -> None:
         """Train a colouriser on colour images (gray input made on the fly); runs under torchrun too."""
-        m = method.strip().lower()
-        if m == "cyclegan":
-            cargs = dict(gray=gray, color=color, output=output, steps=steps, max_minutes=max_minutes, seed=seed,
-                         resume=resume, batch_size=batch_size or 1, size=size, lr=2e-4 if lr is None else lr,
-                         lr_schedule=lr_schedule, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
-                         lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
-                         lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv,
-                         perceptual_weights=perceptual_weights, pool_size=pool_size, l_lock=not no_l_lock, luma_prior=not no_luma_prior,
-                         window=window, checkpoint_every=checkpoint_every, val_every=val_every, device=device, name=name,
-                         work_size=work_size)
-            _guard(lambda: _train_cyclegan(cargs))
-            return
-        if m != "cnn":
-            def bad() -> int:
+        def go() -> int:
+            m = method.strip().lower()
+            if m == "cyclegan":
+                return _train_cyclegan(dict(
+                    gray=gray, color=color, output=output, steps=steps, max_minutes=max_minutes, seed=seed,
+                    resume=resume, batch_size=batch_size or 1, size=size, lr=2e-4 if lr is None else lr,
+                    lr_schedule=lr_schedule, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
+                    lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+                    lambda_perceptual=lambda_perceptual, lambda_tv=lambda_tv, perceptual_weights=perceptual_weights,
+                    pool_size=pool_size, l_lock=not no_l_lock, luma_prior=not no_luma_prior, window=window,
+                    checkpoint_every=checkpoint_every, val_every=val_every, device=device, name=name,
+                    work_size=work_size))
+            if m != "cnn":
                 raise MedcolorError(f"cannot train method {method!r}", where="--method", hint="use --method cnn or cyclegan")
-            _guard(bad)
-        if data is None:
-            def no_data() -> int:
+            if data is None:
                 raise MedcolorError("--data is required for --method cnn", where="--data",
                                     hint="give a folder of colour training images")
-            _guard(no_data)
-        if lr is None:
-            lr = 2e-3
-        args = dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
-                    resume=resume, batch_size=batch_size or 8, size=size, lr=lr, val_every=val_every,
-                    checkpoint_every=checkpoint_every, base=base, device=device, workers=workers, name=name,
-                    prior=prior)
-        _guard(lambda: _train(args))
+            return _train(dict(data=data, output=output, val=val, steps=steps, max_minutes=max_minutes, seed=seed,
+                               resume=resume, batch_size=batch_size or 8, size=size, lr=2e-3 if lr is None else lr,
+                               val_every=val_every, checkpoint_every=checkpoint_every, base=base, device=device,
+                               workers=workers, name=name, prior=prior, arch=arch.strip().lower(),
+                               width_mult=width_mult, backbone_weights=list(backbone_weights),
+                               camera_aug=camera_aug))
+
+        guard(go)
 
     @app.command()
     def evaluate(
@@ -227,4 +222,4 @@ def register(app: typer.Typer) -> None:
         names: list[str] = []
         for b in baseline:
             names.extend(x.strip() for x in b.split(",") if x.strip())
-        _guard(lambda: _evaluate(pred, truth, size, names, train_dir, output, per_image))
+        guard(lambda: _evaluate(pred, truth, size, names, train_dir, output, per_image))

@@ -152,6 +152,9 @@ def parameters_fingerprint(options: Any) -> dict[str, Any]:
     return {"method": options.method, "window": options.window or "default", "reference_sha256": ref,
             "backend": backend, "format": options.fmt, "multiframe": options.multiframe,
             "exemplar_mode": options.exemplar_mode if options.method == "exemplar" else None,
+            **{k: "sha256:" + sha256_file(Path(v)) for k, v in (("tissue_map", options.tissue_map),
+                                                                ("vgg19_weights", options.vgg19_weights))
+               if v and Path(v).is_file()},
             "deidentify": options.deidentify, "medcolor": __version__}
 
 
@@ -254,8 +257,8 @@ def run_task(task: SeriesTask, progress: BatchProgress | None = None) -> TaskRes
 
     t0 = time.perf_counter()
     opts = task.options
-    cache_key = repr((opts.method, str(opts.reference), opts.device, opts.exemplar_mode,
-                      sorted((opts.backend_options or {}).items())))
+    cache_key = repr((opts.method, str(opts.reference), opts.device, opts.exemplar_mode, str(opts.tissue_map),
+                      str(opts.vgg19_weights), sorted((opts.backend_options or {}).items())))
     entry = _PROCESS_CACHE.get("colorizer")
     if entry is None or entry[0] != cache_key:
         device = resolve_device(opts.device)

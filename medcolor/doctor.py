@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
+import re
 import shutil
 from dataclasses import dataclass
 
@@ -10,9 +11,8 @@ import torch
 
 from medcolor import __version__
 
-PACKAGES = ("torch", "monai", "pydicom", "highdicom", "pynetdicom", "numpy", "scikit-image",
-            "opencv-python-headless", "SimpleITK", "nibabel", "pylibjpeg", "pylibjpeg-openjpeg",
-            "pylibjpeg-rle", "pyjpegls", "python-gdcm", "Pillow", "typer", "rich")
+# shown when medcolor's own metadata cannot be read (e.g. run from a checkout that was never installed)
+CORE_PACKAGES = ("torch", "monai", "pydicom", "numpy")
 
 # transfer syntaxes medcolor reads, and the plug-in that would add a missing decoder
 SYNTAX_HINTS = {
@@ -37,9 +37,25 @@ class SyntaxInfo:
     hint: str
 
 
+def packages() -> list[str]:
+    """The distributions medcolor declares (pyproject.toml, read from the installed metadata): every
+    dependency, then the optional extras' (not the test extra), each once."""
+    try:
+        requires = md.requires("medcolor") or []
+    except md.PackageNotFoundError:
+        return list(CORE_PACKAGES)
+    names: list[str] = []
+    for req in requires:
+        name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0)
+        if 'extra == "test"' not in req and name not in names:
+            names.append(name)
+    return names
+
+
 def versions() -> dict[str, str]:
+    """Versions of python, medcolor and each declared dependency ("not installed" when absent)."""
     out = {"medcolor": __version__, "python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages():
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -77,3 +93,22 @@ def transfer_syntaxes() -> list[SyntaxInfo]:
 
 def tools() -> dict[str, str]:
     return {name: shutil.which(name) or "not found" for name in ("dciodvfy", "storescp", "Orthanc")}
+
+
+def models() -> list[tuple[str, str, str, str]]:
+    """The shipped models of ``medcolor/models/manifest.json`` as ``(method, name, status, description)``;
+    status is "default", "available", "withdrawn: <reason>" (kept in the manifest, no file, refused by
+    ``--model``) or "file missing"."""
+    from medcolor.nets.checkpoint import MODELS_DIR, default_model, shipped_models
+
+    rows = []
+    for key, entry in shipped_models().items():
+        method, name = str(entry.get("method", "cnn")), str(entry.get("name", key))
+        if entry.get("withdrawn"):
+            status = f"withdrawn: {entry['withdrawn']}"
+        elif not (MODELS_DIR / str(entry.get("file", ""))).is_file():
+            status = "file missing"
+        else:
+            status = "default" if default_model(method) == name else "available"
+        rows.append((method, name, status, str(entry.get("description", ""))))
+    return rows

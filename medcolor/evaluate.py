@@ -164,7 +164,8 @@ def evaluate(pred: str | Path, truth: str | Path, size: int = 256, baselines: Se
             raise MedcolorError(f"baseline(s) {', '.join(need_train)} need the training images", where="--train",
                                 hint="give --train DIR (the colour images the model was trained on)")
         from medcolor.train.data import describe_data, find_images, load_images
-        from medcolor.train.lut import apply_l_lut, fit_l_lut, mean_ab
+        from medcolor.nets.lookup import apply_l_lut
+        from medcolor.train.lut import fit_l_lut, mean_ab
 
         files = find_images(train)
         imgs = load_images(files, 1024)

@@ -73,11 +73,13 @@ class RunOptions:
     overwrite: bool = False
     batch_size: int = 8
     reader_workers: int = 1
-    exemplar_mode: str = "welsh"
+    exemplar_mode: str = "auto"
     deidentify: bool = False
     report_phi: bool = False
     sample_slices: int = 8
     backend_options: dict[str, Any] = field(default_factory=dict)
+    tissue_map: Path | None = None      # exemplar tissue/gram: JSON class -> population overrides
+    vgg19_weights: Path | None = None   # exemplar gram: local torchvision VGG-19 state dict
 
 
 def _noop(*_: Any, **__: Any) -> None:
@@ -90,13 +92,17 @@ def build_colorizer(options: RunOptions, device: torch.device) -> Colorizer:
     if options.method == "exemplar":
         ref = options.reference or DEFAULT_REFERENCE
         rgb, sha = read_image_rgb(ref)
-        backend_options.update(reference_rgb=rgb, reference_sha256=sha, mode=options.exemplar_mode)
-    elif options.reference is not None:
-        raise MedcolorError(f"--ref is only used by --method exemplar, not {options.method}", where="--ref",
-                            hint="drop --ref or use --method exemplar")
+        from medcolor.colorizers.exemplar import read_exemplar_files  # --tissue-map, --vgg19-weights: read here
+        backend_options.update(reference_rgb=rgb, reference_sha256=sha, mode=options.exemplar_mode,
+                               **read_exemplar_files(options.tissue_map, options.vgg19_weights))
+    for flag, value in (("--ref", options.reference), ("--tissue-map", options.tissue_map),
+                        ("--vgg19-weights", options.vgg19_weights)):
+        if value is not None and options.method != "exemplar":
+            raise MedcolorError(f"{flag} is only used by --method exemplar, not {options.method}", where=flag,
+                                hint=f"drop {flag} or use --method exemplar")
     method = options.method.strip().lower()
     if method in ("cnn", "cyclegan"):  # the checkpoint is read here, not by the backend
-        from medcolor.train.checkpoint import load_model_options
+        from medcolor.nets.checkpoint import load_model_options
 
         backend_options.update(load_model_options(backend_options.pop("model", None), method))
     return get_colorizer(options.method, device=device, **backend_options)
@@ -332,6 +338,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
     result.parameters = dict(prov.get("parameters", {}))
     result.reference_sha256 = prov.get("reference_sha256")
     result.model_sha256 = prov.get("model_sha256")
+    result.tissue = dict(prov.get("tissue") or {})
     result.warnings.extend(colorizer.warnings)
     derivation = Derivation(method=result.method, window=result.window,
                             parameters="; ".join(f"{k}={v}" for k, v in result.parameters.items()),

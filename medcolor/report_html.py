@@ -20,6 +20,7 @@ import io
 import logging
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -48,6 +49,11 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0 0 6px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f0f0f0}.err{color:#c33}.warn{color:#b35900}
 .kv td:first-child{color:#555;white-space:nowrap}code{font-size:12px}
+.side{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.tissue{display:flex;flex-wrap:wrap;gap:18px;margin:8px 0;align-items:flex-start}
+.tissue h3{font-size:14px;margin:0 0 4px}.tissue p{font-size:13px}
+.popmap{width:192px;height:auto;image-rendering:pixelated;border:1px solid #999}
+.sw{display:inline-block;width:22px;height:14px;border:1px solid #888;vertical-align:middle}
 """
 
 
@@ -158,6 +164,64 @@ def series_images(out_dir: Path, outputs: list[str], k: int = THUMB_SLICES,
     return pairs, _png_b64(bar), l_range
 
 
+# --------------------------------------------------------------------------- tissue (exemplar)
+
+_HEX = re.compile(r"^#[0-9a-f]{6}$")
+_CODES = {"L": "lean", "F": "fat", "C": "connective", "B": "background"}
+
+
+def _swatch(hex_: Any) -> str:
+    """A small colour box; only a well-formed #rrggbb ever reaches the style attribute."""
+    colour = str(hex_) if _HEX.match(str(hex_ or "")) else "#808080"
+    return f'<span class="sw" style="background:{esc(colour)}" title="{esc(colour)}"></span>'
+
+
+def _population_map_png(rows: list[str], colours: dict[str, str]) -> str | None:
+    """The reference's population map (one letter a pixel) painted with the populations' mean colours
+    (unnamed clusters gray) as a base64 PNG; None when the map is empty or ragged."""
+    if not rows or len({len(r) for r in rows}) != 1 or not rows[0]:
+        return None
+    rgb = {code: tuple(int(colours.get(name, "#808080")[i:i + 2], 16) for i in (1, 3, 5))
+           for code, name in _CODES.items()}
+    arr = np.array([[rgb.get(ch, (128, 128, 128)) for ch in row] for row in rows], dtype=np.uint8)
+    return _png_b64(arr)
+
+
+def _tissue_html(t: dict[str, Any]) -> str:
+    """The exemplar's tissue mode: the reference's named populations (map, swatch, share, mean Lab) and the
+    Hounsfield class -> population -> colour legend of this series."""
+    pops = [p for p in t.get("populations") or [] if isinstance(p, dict)]
+    colours = {str(p.get("name")): str(p.get("hex")) for p in pops if _HEX.match(str(p.get("hex") or ""))}
+    parts = ['<div class="tissue"><div><h3>reference populations</h3>']
+    png = _population_map_png([str(r) for r in t.get("population_map") or []], colours)
+    if png:
+        parts.append(f'<img class="popmap" alt="reference population map" src="data:image/png;base64,{png}">')
+    parts.append("<table><tr><th></th><th>population</th><th>share</th><th>mean L*, a*, b*</th></tr>")
+    for p in pops:
+        lab = ", ".join(_fmt(v, ".1f") for v in p.get("lab") or [])
+        parts.append(f'<tr><td>{_swatch(p.get("hex"))}</td><td>{esc(p.get("name"))}</td>'
+                     f'<td>{_fmt(100.0 * float(p.get("share") or 0.0), ".0f")} %</td><td>{lab}</td></tr>')
+    parts.append("</table>")
+    for w in t.get("reference_warnings") or []:
+        parts.append(f'<p class="warn">{esc(w)}</p>')
+    parts.append('</div><div><h3>tissue &rarr; colour</h3><table><tr><th>class</th><th>HU</th><th>population</th>'
+                 "<th>colour (at L*)</th><th>share of sample</th></tr>")
+    for row in t.get("legend") or []:
+        lo, hi = (row.get("hu") or [None, None])[:2]
+        hu = f'{"" if lo is None else _fmt(lo, ".0f")} .. {"" if hi is None else _fmt(hi, ".0f")}'
+        pop = esc(row.get("population"))
+        if row.get("mapped_to") not in (None, row.get("population")):
+            pop += f' (for {esc(row.get("mapped_to"))})'
+        if row.get("chroma_factor") not in (None, 1, 1.0):
+            pop += f' &times;{_fmt(row.get("chroma_factor"), "g")} chroma'
+        where = "" if row.get("in_window") else " outside the window; shown at"
+        parts.append(f'<tr><td>{esc(row.get("class"))}</td><td>{hu}</td><td>{pop}</td>'
+                     f'<td>{_swatch(row.get("hex"))} {esc(where)} L* {_fmt(row.get("L"), ".0f")}</td>'
+                     f'<td>{_fmt(100.0 * float(row.get("sample_share") or 0.0), ".0f")} %</td></tr>')
+    parts.append(f'</table><p>mode {esc(t.get("mode"))}: {esc(t.get("mode_reason"))}</p></div></div>')
+    return "".join(parts)
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -197,18 +261,22 @@ def _series_html(out_dir: Path, s: dict[str, Any], with_images: bool) -> str:
     for w in s.get("warnings") or []:
         parts.append(f'<p class="warn">warning: {esc(w)}</p>')
     outputs = [str(o) for o in s.get("outputs") or []]
-    if with_images and outputs:
-        pairs, bar, l_range = series_images(out_dir, outputs)
-        if pairs:
-            parts.append('<div class="thumbs">' + "".join(
-                f'<div class="pair" title="before (windowed gray) / after (colour)">'
-                f'<img alt="before" src="data:image/png;base64,{b}"><img alt="after" src="data:image/png;base64,{a}">'
-                "</div>" for b, a in pairs) + "</div>")
-        if bar:
-            rng = f" (outputs hold L* {l_range[0]:.0f}..{l_range[1]:.0f})" if l_range else ""
-            parts.append(f'<div class="bar"><div>colour mapping: L* &rarr; mean colour of the output{esc(rng)}'
-                         f'</div><img alt="colour bar" src="data:image/png;base64,{bar}">'
-                         '<div class="barlabels"><span>L* 0</span><span>50</span><span>100</span></div></div>')
+    pairs, bar, l_range = series_images(out_dir, outputs) if with_images and outputs else ([], None, None)
+    row = []
+    if pairs:
+        row.append('<div class="thumbs">' + "".join(
+            f'<div class="pair" title="before (windowed gray) / after (colour)">'
+            f'<img alt="before" src="data:image/png;base64,{b}"><img alt="after" src="data:image/png;base64,{a}">'
+            "</div>" for b, a in pairs) + "</div>")
+    if isinstance(s.get("tissue"), dict) and s["tissue"]:
+        row.append(_tissue_html(s["tissue"]))
+    if row:
+        parts.append('<div class="side">' + "".join(row) + "</div>")
+    if bar:
+        rng = f" (outputs hold L* {l_range[0]:.0f}..{l_range[1]:.0f})" if l_range else ""
+        parts.append(f'<div class="bar"><div>colour mapping: L* &rarr; mean colour of the output{esc(rng)}'
+                     f'</div><img alt="colour bar" src="data:image/png;base64,{bar}">'
+                     '<div class="barlabels"><span>L* 0</span><span>50</span><span>100</span></div></div>')
     if outputs:
         parts.append(f"<p>outputs: {len(outputs)} file(s) in <code>{esc(str(Path(outputs[0]).parent))}</code></p>")
     parts.append("</section>")

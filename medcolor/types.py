@@ -19,6 +19,10 @@ class SliceRef:
     ``dataset`` is the file's pydicom Dataset *without* PixelData (None for NIfTI and plain images);
     for a multi-frame file every frame shares it. ``frame`` is the 0-based frame index, or None for a
     single-frame file. ``position`` is ImagePositionPatient (mm) of this slice/frame when known.
+    ``pixel_offset`` is the file offset (bytes) where frame 0's pixel values start when the file holds its
+    frames uncompressed, little endian, 8/16/32 bits a sample, in a Pixel Data element long enough for all
+    of them (found once by the scan; such a frame is read as plain file I/O); None otherwise (pydicom
+    decodes it), and for NIfTI and plain images.
     """
 
     path: Path
@@ -28,6 +32,7 @@ class SliceRef:
     instance_number: int | None = None
     position: tuple[float, float, float] | None = None
     dataset: Any = None
+    pixel_offset: int | None = None
 
 
 @dataclass(eq=False)
@@ -153,6 +158,7 @@ class SeriesResult:
     fast_path: dict[str, Any] = field(default_factory=dict)
     description: str = ""           # the source's SeriesDescription, through the run's PhiRedactor
     patient: str = ""               # "name (ID)" of the source; only with --report-phi
+    tissue: dict[str, Any] = field(default_factory=dict)     # exemplar tissue/gram: populations, legend
 
 
 @dataclass

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +91,21 @@ def save(ds: Dataset, path: Path, **kw) -> Path:
     return path
 
 
-def ct_bytes(k: int = 0) -> bytes:
+def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
-    small_ct(k).save_as(buf, enforce_file_format=True)
+    ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def ct_bytes(k: int = 0) -> bytes:
+    return to_bytes(small_ct(k))
+
+
+def rle_bytes(k: int = 0) -> bytearray:
+    """Slice ``k`` RLE-compressed (pydicom's encoder), as a file's bytes."""
+    ds = small_ct(k)
+    ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
+    return bytearray(to_bytes(ds))
 
 
 def pixel_offset(data: bytes) -> int:
@@ -100,74 +113,84 @@ def pixel_offset(data: bytes) -> int:
     return data.rindex(b"\xe0\x7f\x10\x00")
 
 
+def ct_with(k: int = 0, *, z: float | None = None, **attrs) -> Dataset:
+    """``small_ct(k, z=z)`` with ``attrs`` set in the order given (a value of None deletes the attribute)."""
+    ds = small_ct(k, z=z)
+    for keyword, value in attrs.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def raw(keyword: str, vr: str, value: str) -> RawDataElement:
+    """An element holding ``value`` as written, even where its VR forbids it (pydicom's public raw element)."""
+    data = value.encode()
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    return RawDataElement(Tag(keyword), vr, len(data), data, 0, False, True)
+
+
+def case(name: str, files: dict[str, tuple], *, outputs: int, **kw) -> Path:
+    """Write case ``name``: ``files`` maps a file name to ``(content, status, reason substring)``, the
+    content a dataset (saved), a path (copied) or bytes; ``kw`` as :func:`expect`."""
+    d = case_dir(name)
+    for fname, (content, _, _) in files.items():
+        if isinstance(content, Dataset):
+            save(content, d / fname)
+        elif isinstance(content, Path):
+            shutil.copy(content, d / fname)
+        else:
+            (d / fname).write_bytes(bytes(content))
+    expect(name, {f: (status, reason) for f, (_, status, reason) in files.items()}, outputs=outputs, **kw)
+    return d
+
+
+DONE = ("done", "")  # the status and reason of a file that is coloured
+
+
 # ---------------------------------------------------------------- cases
 
 def make_control() -> None:
-    d = case_dir("control_ct")
-    for k in range(3):
-        save(small_ct(k), d / f"ct{k}.dcm")
-    expect("control_ct", {f"ct{k}.dcm": ("done", "") for k in range(3)}, outputs=3,
-           note="three good 64x64 CT slices: the baseline every other case is compared with")
+    case("control_ct", {f"ct{k}.dcm": (small_ct(k), *DONE) for k in range(3)}, outputs=3,
+         note="three good 64x64 CT slices: the baseline every other case is compared with")
 
 
 def make_truncation() -> None:
     data = ct_bytes()
-    d = case_dir("truncated_header")
-    (d / "cut.dcm").write_bytes(data[:400])
-    expect("truncated_header", {"cut.dcm": ("failed", "")}, outputs=0,
-           note="file cut in the middle of the header")
-    d = case_dir("truncated_pixeldata")
-    (d / "cut.dcm").write_bytes(data[:len(data) - 3000])
-    expect("truncated_pixeldata", {"cut.dcm": ("failed", "pixel data truncated")}, outputs=0,
-           note="file cut inside PixelData")
-    d = case_dir("truncated_with_good")
-    (d / "cut.dcm").write_bytes(data[:len(data) - 3000])
-    for k in (1, 2):
-        save(small_ct(k), d / f"ct{k}.dcm")
-    expect("truncated_with_good", {"cut.dcm": ("failed", "pixel data truncated"), "ct1.dcm": ("done", ""),
-                                   "ct2.dcm": ("done", "")}, outputs=2,
-           note="one truncated slice in an otherwise good series: the rest is processed")
-    d = case_dir("pixeldata_header_only")
-    off = pixel_offset(data)
-    (d / "cut.dcm").write_bytes(data[:off + 6])
-    expect("pixeldata_header_only", {"cut.dcm": ("failed", "")}, outputs=0,
-           note="file ends inside the PixelData element header")
+    case("truncated_header", {"cut.dcm": (data[:400], "failed", "")}, outputs=0,
+         note="file cut in the middle of the header")
+    case("truncated_pixeldata", {"cut.dcm": (data[:len(data) - 3000], "failed", "pixel data truncated")}, outputs=0,
+         note="file cut inside PixelData")
+    case("truncated_with_good", {"cut.dcm": (data[:len(data) - 3000], "failed", "pixel data truncated"),
+                                 "ct1.dcm": (small_ct(1), *DONE), "ct2.dcm": (small_ct(2), *DONE)}, outputs=2,
+         note="one truncated slice in an otherwise good series: the rest is processed")
+    case("pixeldata_header_only", {"cut.dcm": (data[:pixel_offset(data) + 6], "failed", "")}, outputs=0,
+         note="file ends inside the PixelData element header")
 
 
 def make_no_pixels() -> None:
-    d = case_dir("no_pixeldata")
-    ds = small_ct()
-    del ds.PixelData
-    save(ds, d / "nopix.dcm")
-    expect("no_pixeldata", {"nopix.dcm": ("failed", "without pixel data")}, outputs=0,
-           note="CT Image Storage without PixelData (Orthanc Issue22-NoPixelData)")
-    d = case_dir("rtstruct")
-    shutil.copy(PYD_FILES / "rtstruct.dcm", d / "rtstruct.dcm")
-    expect("rtstruct", {"rtstruct.dcm": ("skipped", "no pixel data")}, outputs=0,
-           note="a non-image object (pydicom rtstruct.dcm)")
+    case("no_pixeldata", {"nopix.dcm": (ct_with(PixelData=None), "failed", "without pixel data")}, outputs=0,
+         note="CT Image Storage without PixelData (Orthanc Issue22-NoPixelData)")
+    case("rtstruct", {"rtstruct.dcm": (PYD_FILES / "rtstruct.dcm", "skipped", "no pixel data")}, outputs=0,
+         note="a non-image object (pydicom rtstruct.dcm)")
 
 
 def make_not_dicom() -> None:
-    d = case_dir("not_dicom")
-    (d / "notes.dcm").write_text("This is a text file, not an image.\n" * 10)
     from PIL import Image
 
     img = Image.open(BEEF).convert("RGB").resize((32, 32))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
-    (d / "photo.dcm").write_bytes(buf.getvalue())
-    (d / "empty.dcm").write_bytes(b"")
-    (d / "zeros.dcm").write_bytes(bytes(4096))
-    (d / "short.dcm").write_bytes(b"\x08\x00")
-    (d / "ff.dcm").write_bytes(b"\xff" * 600)
-    expect("not_dicom", {"notes.dcm": ("skipped", "not DICOM"), "photo.dcm": ("skipped", "not DICOM"),
-                         "empty.dcm": ("skipped", "empty"), "zeros.dcm": ("skipped", "not DICOM"),
-                         "short.dcm": ("skipped", "not DICOM"), "ff.dcm": ("skipped", "not DICOM")},
-           outputs=0, note="text, a JPEG renamed .dcm, empty, zero-filled, 2-byte and 0xFF-filled files")
-    d = case_dir("preamble_only")
-    (d / "dicm.dcm").write_bytes(bytes(128) + b"DICM")
-    expect("preamble_only", {"dicm.dcm": ("failed", "")}, outputs=0,
-           note="a preamble and DICM magic and nothing else")
+    not_dicom = ("skipped", "not DICOM")
+    case("not_dicom", {"notes.dcm": (b"This is a text file, not an image.\n" * 10, *not_dicom),
+                       "photo.dcm": (buf.getvalue(), *not_dicom), "empty.dcm": (b"", "skipped", "empty"),
+                       "zeros.dcm": (bytes(4096), *not_dicom), "short.dcm": (b"\x08\x00", *not_dicom),
+                       "ff.dcm": (b"\xff" * 600, *not_dicom)},
+         outputs=0, note="text, a JPEG renamed .dcm, empty, zero-filled, 2-byte and 0xFF-filled files")
+    case("preamble_only", {"dicm.dcm": (bytes(128) + b"DICM", "failed", "")}, outputs=0,
+         note="a preamble and DICM magic and nothing else")
 
 
 def make_no_meta() -> None:
@@ -175,155 +198,80 @@ def make_no_meta() -> None:
     ds = small_ct()
     del ds.file_meta
     ds.save_as(d / "implicit.dcm", implicit_vr=True, little_endian=True, enforce_file_format=False)
-    ds = small_ct(1)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = buf.getvalue()
     # drop preamble and DICM but keep the group 0002 meta elements
-    (d / "meta_no_preamble.dcm").write_bytes(data[132:])
-    expect("no_preamble_no_meta", {"implicit.dcm": ("done", ""), "meta_no_preamble.dcm": ("done", "")},
+    (d / "meta_no_preamble.dcm").write_bytes(ct_bytes(1)[132:])
+    expect("no_preamble_no_meta", {"implicit.dcm": DONE, "meta_no_preamble.dcm": DONE},
            outputs=2, note="raw implicit-VR data set without preamble or meta; meta group without preamble")
-    d = case_dir("pydicom_no_meta")
-    shutil.copy(PYD_FILES / "ExplVR_BigEndNoMeta.dcm", d / "bigend_nometa.dcm")
-    shutil.copy(PYD_FILES / "meta_missing_tsyntax.dcm", d / "missing_tsyntax.dcm")
-    expect("pydicom_no_meta", {"bigend_nometa.dcm": ("skipped", "no pixel data (RTPLAN)"),
-                               "missing_tsyntax.dcm": ("failed", "Rows/Columns")},
-           outputs=0, note="pydicom's big-endian RT Plan without meta, and a meta group without Transfer "
-                           "Syntax UID over a data set with PixelData but no image attributes")
+    case("pydicom_no_meta", {"bigend_nometa.dcm": (PYD_FILES / "ExplVR_BigEndNoMeta.dcm", "skipped",
+                                                   "no pixel data (RTPLAN)"),
+                             "missing_tsyntax.dcm": (PYD_FILES / "meta_missing_tsyntax.dcm", "failed", "Rows/Columns")},
+         outputs=0, note="pydicom's big-endian RT Plan without meta, and a meta group without Transfer "
+                         "Syntax UID over a data set with PixelData but no image attributes")
 
 
 def make_dicomdir() -> None:
-    d = case_dir("dicomdir")
-    shutil.copy(PYD_FILES / "dicomdirtests" / "DICOMDIR", d / "DICOMDIR")
-    expect("dicomdir", {"DICOMDIR": ("skipped", "DICOMDIR")}, outputs=0, note="pydicom's DICOMDIR")
+    case("dicomdir", {"DICOMDIR": (PYD_FILES / "dicomdirtests" / "DICOMDIR", "skipped", "DICOMDIR")}, outputs=0,
+         note="pydicom's DICOMDIR")
 
 
 def make_size_mismatch() -> None:
-    d = case_dir("rows_too_large")
-    ds = small_ct()
-    ds.Rows = 128
-    save(ds, d / "rows128.dcm")
-    expect("rows_too_large", {"rows128.dcm": ("failed", "pixel data truncated")}, outputs=0,
-           note="Rows says 128 but the buffer holds 64 rows (Orthanc DummyCTInvalidRows)")
-    d = case_dir("rows_too_small")
-    ds = small_ct()
-    ds.Rows = 32
-    save(ds, d / "rows32.dcm")
-    expect("rows_too_small", {"rows32.dcm": ("failed", "NumberOfFrames missing or Rows wrong")}, outputs=0,
-           note="Rows says 32 but the buffer holds exactly 2x that: refused, not silently cropped")
-    d = case_dir("bits_mismatch")
-    ds = small_ct()
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
-    save(ds, d / "bits32.dcm")
-    expect("bits_mismatch", {"bits32.dcm": ("failed", "pixel data truncated")}, outputs=0,
-           note="BitsAllocated 32 with a 16-bit buffer")
-    d = case_dir("pixel_excess")
-    ds = small_ct()
-    ds.PixelData = ds.PixelData + bytes(1000)
-    save(ds, d / "excess.dcm")
-    expect("pixel_excess", {"excess.dcm": ("done", "")}, outputs=1,
-           note="1000 trailing bytes after a whole frame: the frame is read, the rest ignored")
+    case("rows_too_large", {"rows128.dcm": (ct_with(Rows=128), "failed", "pixel data truncated")}, outputs=0,
+         note="Rows says 128 but the buffer holds 64 rows (Orthanc DummyCTInvalidRows)")
+    case("rows_too_small", {"rows32.dcm": (ct_with(Rows=32), "failed", "NumberOfFrames missing or Rows wrong")},
+         outputs=0, note="Rows says 32 but the buffer holds exactly 2x that: refused, not silently cropped")
+    case("bits_mismatch", {"bits32.dcm": (ct_with(BitsAllocated=32, BitsStored=32, HighBit=31), "failed",
+                                          "pixel data truncated")}, outputs=0,
+         note="BitsAllocated 32 with a 16-bit buffer")
+    case("pixel_excess", {"excess.dcm": (ct_with(PixelData=small_ct().PixelData + bytes(1000)), *DONE)}, outputs=1,
+         note="1000 trailing bytes after a whole frame: the frame is read, the rest ignored")
 
 
 def make_enormous() -> None:
-    d = case_dir("enormous")
-    ds = small_ct()
-    ds.Rows, ds.Columns = 65535, 65535
-    save(ds, d / "huge_frame.dcm")
-    ds = small_ct(1)
-    ds.Rows, ds.Columns, ds.NumberOfFrames = 16000, 16000, 100000
-    save(ds, d / "huge_frames.dcm")
-    ds = small_ct(2)
-    ds.Rows, ds.Columns = 0, 64
-    save(ds, d / "zero_rows.dcm")
-    expect("enormous", {"huge_frame.dcm": ("failed", "too large"),
-                        "huge_frames.dcm": ("failed", "pixel data truncated"),
-                        "zero_rows.dcm": ("failed", "Rows/Columns")}, outputs=0,
-           note="headers claiming 65535x65535, 100000 frames of 16000x16000, and Rows 0: refused "
-                "before any allocation")
+    case("enormous", {"huge_frame.dcm": (ct_with(Rows=65535, Columns=65535), "failed", "too large"),
+                      "huge_frames.dcm": (ct_with(1, Rows=16000, Columns=16000, NumberOfFrames=100000), "failed",
+                                          "pixel data truncated"),
+                      "zero_rows.dcm": (ct_with(2, Rows=0, Columns=64), "failed", "Rows/Columns")}, outputs=0,
+         note="headers claiming 65535x65535, 100000 frames of 16000x16000, and Rows 0: refused "
+              "before any allocation")
 
 
 def make_bits() -> None:
-    d = case_dir("bits_odd")
-    ds = small_ct()
-    ds.HighBit = 3  # BitsStored 12: HighBit should be 11
-    save(ds, d / "highbit3.dcm")
-    ds = small_ct(1)
-    ds.BitsStored, ds.HighBit = 13, 12
-    save(ds, d / "bits13.dcm")
-    ds = small_ct(2)
-    ds.BitsStored, ds.HighBit = 17, 16
-    save(ds, d / "bits17.dcm")
-    expect("bits_odd", {"highbit3.dcm": ("done", ""), "bits13.dcm": ("done", ""),
-                        "bits17.dcm": ("failed", "BitsStored 17")}, outputs=2,
-           note="HighBit inconsistent (ignored, as pydicom does), BitsStored 13 (valid), BitsStored 17 > "
-                "BitsAllocated 16 (refused)")
-    d = case_dir("signed_unsigned")
-    ds = small_ct()
-    ds.PixelRepresentation = 1
-    save(ds, d / "signed.dcm")
-    shutil.copy(PYD_FILES / "J2K_pixelrep_mismatch.dcm", d / "j2k_pixelrep_mismatch.dcm")
-    expect("signed_unsigned", {"signed.dcm": ("done", ""), "j2k_pixelrep_mismatch.dcm": ("done", "")},
-           outputs=2, series=2, note="PixelRepresentation 1 on unsigned 12-bit data (header trusted); "
-                                        "pydicom's J2K pixel-representation mismatch file")
+    case("bits_odd", {"highbit3.dcm": (ct_with(HighBit=3), *DONE),  # BitsStored 12: HighBit should be 11
+                      "bits13.dcm": (ct_with(1, BitsStored=13, HighBit=12), *DONE),
+                      "bits17.dcm": (ct_with(2, BitsStored=17, HighBit=16), "failed", "BitsStored 17")}, outputs=2,
+         note="HighBit inconsistent (ignored, as pydicom does), BitsStored 13 (valid), BitsStored 17 > "
+              "BitsAllocated 16 (refused)")
+    case("signed_unsigned", {"signed.dcm": (ct_with(PixelRepresentation=1), *DONE),
+                             "j2k_pixelrep_mismatch.dcm": (PYD_FILES / "J2K_pixelrep_mismatch.dcm", *DONE)},
+         outputs=2, series=2, note="PixelRepresentation 1 on unsigned 12-bit data (header trusted); "
+                                   "pydicom's J2K pixel-representation mismatch file")
 
 
 def make_photometric() -> None:
-    d = case_dir("monochrome1")
-    ds = small_ct()
-    arr = np.frombuffer(ds.PixelData, np.uint16).reshape(SIZE, SIZE)
-    ds.PhotometricInterpretation = "MONOCHROME1"
-    save(ds, d / "mono1.dcm")
-    expect("monochrome1", {"mono1.dcm": ("done", "")}, outputs=1, inverted_vs="control_ct/ct0.dcm",
-           note="MONOCHROME1: output L must be 100 - L of the MONOCHROME2 original")
-    d = case_dir("presentation_lut_inverse")
-    ds = small_ct()
-    ds.PresentationLUTShape = "INVERSE"
-    save(ds, d / "inverse.dcm")
-    expect("presentation_lut_inverse", {"inverse.dcm": ("done", "")}, outputs=1,
-           inverted_vs="control_ct/ct0.dcm",
-           note="MONOCHROME2 with Presentation LUT Shape INVERSE is displayed inverted, like MONOCHROME1")
-    d = case_dir("monochrome1_inverse")
-    ds = small_ct()
-    ds.PhotometricInterpretation = "MONOCHROME1"
-    ds.PresentationLUTShape = "INVERSE"
-    save(ds, d / "mono1_inverse.dcm")
-    expect("monochrome1_inverse", {"mono1_inverse.dcm": ("done", "")}, outputs=1,
-           inverted_vs="control_ct/ct0.dcm",
-           note="MONOCHROME1 + INVERSE (as the DX module requires): inverted once, like MONOCHROME1")
-    del arr
+    inverted = {"outputs": 1, "inverted_vs": "control_ct/ct0.dcm"}
+    case("monochrome1", {"mono1.dcm": (ct_with(PhotometricInterpretation="MONOCHROME1"), *DONE)}, **inverted,
+         note="MONOCHROME1: output L must be 100 - L of the MONOCHROME2 original")
+    case("presentation_lut_inverse", {"inverse.dcm": (ct_with(PresentationLUTShape="INVERSE"), *DONE)}, **inverted,
+         note="MONOCHROME2 with Presentation LUT Shape INVERSE is displayed inverted, like MONOCHROME1")
+    case("monochrome1_inverse",
+         {"mono1_inverse.dcm": (ct_with(PhotometricInterpretation="MONOCHROME1", PresentationLUTShape="INVERSE"),
+                                *DONE)}, **inverted,
+         note="MONOCHROME1 + INVERSE (as the DX module requires): inverted once, like MONOCHROME1")
 
 
 def make_rescale() -> None:
-    d = case_dir("rescale_slope_missing")
+    case("rescale_slope_missing", {"noslope.dcm": (ct_with(RescaleSlope=None), *DONE)}, outputs=1,
+         same_as="control_ct/ct0.dcm",
+         note="RescaleIntercept without RescaleSlope: slope 1 is assumed (same output as the control)")
+    case("rescale_slope_zero", {"zero.dcm": (ct_with(RescaleSlope=0), "failed", "RescaleSlope")}, outputs=0,
+         note="RescaleSlope 0 would map every pixel to one value: refused")
+    case("rescale_slope_negative", {"negative.dcm": (ct_with(RescaleSlope=-1, RescaleIntercept=1024), *DONE)},
+         outputs=1, window="1500,-600", note="RescaleSlope -1 is applied as stated")
     ds = small_ct()
-    del ds.RescaleSlope
-    save(ds, d / "noslope.dcm")
-    expect("rescale_slope_missing", {"noslope.dcm": ("done", "")}, outputs=1, same_as="control_ct/ct0.dcm",
-           note="RescaleIntercept without RescaleSlope: slope 1 is assumed (same output as the control)")
-    d = case_dir("rescale_slope_zero")
-    ds = small_ct()
-    ds.RescaleSlope = 0
-    save(ds, d / "zero.dcm")
-    expect("rescale_slope_zero", {"zero.dcm": ("failed", "RescaleSlope")}, outputs=0,
-           note="RescaleSlope 0 would map every pixel to one value: refused")
-    d = case_dir("rescale_slope_negative")
-    ds = small_ct()
-    ds.RescaleSlope = -1
-    ds.RescaleIntercept = 1024
-    save(ds, d / "negative.dcm")
-    expect("rescale_slope_negative", {"negative.dcm": ("done", "")}, outputs=1, window="1500,-600",
-           note="RescaleSlope -1 is applied as stated")
-    d = case_dir("rescale_garbage")
-    ds = small_ct()
-    ds["RescaleSlope"].VR = "DS"
-    ds["RescaleSlope"]._value = "abc"  # not a number
-    save(ds, d / "garbage.dcm")
-    expect("rescale_garbage", {"garbage.dcm": ("failed", "RescaleSlope")}, outputs=0,
-           note="RescaleSlope 'abc' (not a number): refused")
-    d = case_dir("modality_lut_sequence")
-    ds = small_ct()
-    del ds.RescaleSlope, ds.RescaleIntercept
+    ds["RescaleSlope"] = raw("RescaleSlope", "DS", "abc")  # not a number
+    case("rescale_garbage", {"garbage.dcm": (ds, "failed", "RescaleSlope")}, outputs=0,
+         note="RescaleSlope 'abc' (not a number): refused")
+    ds = ct_with(RescaleSlope=None, RescaleIntercept=None)
     if "RescaleType" in ds:
         del ds.RescaleType
     item = Dataset()
@@ -333,214 +281,132 @@ def make_rescale() -> None:
     item.LUTData = [int(v) for v in np.arange(4096, dtype=np.uint16)]  # identity LUT
     item["LUTData"].VR = "US"
     ds.ModalityLUTSequence = Sequence([item])
-    save(ds, d / "mlut.dcm")
-    expect("modality_lut_sequence", {"mlut.dcm": ("done", "")}, outputs=1, window="percentile",
-           note="a Modality LUT Sequence instead of rescale attributes")
-    d = case_dir("rescale_type_not_hu")
-    ds = small_ct()
-    ds.RescaleType = "US"
-    save(ds, d / "us.dcm")
-    expect("rescale_type_not_hu", {"us.dcm": ("failed", "Hounsfield")}, outputs=0, window="lung",
-           note="CT whose RescaleType is not HU, with an HU preset asked: one clear line")
+    case("modality_lut_sequence", {"mlut.dcm": (ds, *DONE)}, outputs=1, window="percentile",
+         note="a Modality LUT Sequence instead of rescale attributes")
+    case("rescale_type_not_hu", {"us.dcm": (ct_with(RescaleType="US"), "failed", "Hounsfield")}, outputs=0,
+         window="lung", note="CT whose RescaleType is not HU, with an HU preset asked: one clear line")
 
 
 def make_voi() -> None:
-    d = case_dir("multiple_voi")
-    ds = small_ct()
-    ds.WindowCenter = [40, -600, 300]
-    ds.WindowWidth = [400, 1500, 0]
-    ds.WindowCenterWidthExplanation = ["MEDIASTINUM", "LUNG", "BROKEN"]
-    save(ds, d / "voi.dcm")
-    expect("multiple_voi", {"voi.dcm": ("done", "")}, outputs=1, window_text="W=400 L=40",
-           note="three VOI windows (the last with width 0): the first valid one is used by default")
-    d = case_dir("voi_invalid")
-    ds = small_ct()
-    ds.WindowCenter = 40
-    ds.WindowWidth = 0
-    save(ds, d / "voi0.dcm")
-    expect("voi_invalid", {"voi0.dcm": ("done", "")}, outputs=1, window_text="soft_tissue",
-           note="the only VOI window has width 0: ignored, the CT default preset is used")
+    voi = ct_with(WindowCenter=[40, -600, 300], WindowWidth=[400, 1500, 0],
+                  WindowCenterWidthExplanation=["MEDIASTINUM", "LUNG", "BROKEN"])
+    case("multiple_voi", {"voi.dcm": (voi, *DONE)}, outputs=1, window_text="W=400 L=40",
+         note="three VOI windows (the last with width 0): the first valid one is used by default")
+    case("voi_invalid", {"voi0.dcm": (ct_with(WindowCenter=40, WindowWidth=0), *DONE)}, outputs=1,
+         window_text="soft_tissue", note="the only VOI window has width 0: ignored, the CT default preset is used")
 
 
 def make_compressed() -> None:
-    d = case_dir("broken_compressed")
-    ds = small_ct()
-    ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = bytearray(buf.getvalue())
+    data = rle_bytes()
     # the RLE header of the only fragment: claim 15 segments with absurd offsets
     off = data.rindex(b"\xfe\xff\x00\xe0") + 8  # first fragment value (after the empty offset table)
     data[off:off + 8] = (15).to_bytes(4, "little") + (0xFFFFFF00).to_bytes(4, "little")
-    (d / "rle_bad_header.dcm").write_bytes(bytes(data))
-    ds = small_ct(1)
-    ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data2 = bytearray(buf.getvalue())
-    (d / "rle_cut.dcm").write_bytes(bytes(data2[:len(data2) - 2000]))
+    rle_cut = rle_bytes(1)
     j2k = (PYD_FILES / "JPEG2000.dcm").read_bytes()
-    (d / "j2k_cut.dcm").write_bytes(j2k[:len(j2k) - 1500])
-    expect("broken_compressed", {"rle_bad_header.dcm": ("failed", "decode"),
-                                 "rle_cut.dcm": ("failed", "decode"), "j2k_cut.dcm": ("failed", "")}, outputs=0, note="RLE frame with a corrupt segment table, RLE and JPEG 2000 files cut short")
-    d = case_dir("compressed_ok")
-    shutil.copy(PYD_FILES / "MR_small_RLE.dcm", d / "mr_rle.dcm")
-    shutil.copy(PYD_FILES / "image_dfl.dcm", d / "deflated.dcm")
-    expect("compressed_ok", {"mr_rle.dcm": ("done", ""), "deflated.dcm": ("done", "")}, outputs=2,
-           series=2, note="valid RLE and deflated files (pydicom test files)")
+    case("broken_compressed", {"rle_bad_header.dcm": (data, "failed", "decode"),
+                               "rle_cut.dcm": (rle_cut[:len(rle_cut) - 2000], "failed", "decode"),
+                               "j2k_cut.dcm": (j2k[:len(j2k) - 1500], "failed", "")}, outputs=0,
+         note="RLE frame with a corrupt segment table, RLE and JPEG 2000 files cut short")
+    case("compressed_ok", {"mr_rle.dcm": (PYD_FILES / "MR_small_RLE.dcm", *DONE),
+                           "deflated.dcm": (PYD_FILES / "image_dfl.dcm", *DONE)}, outputs=2,
+         series=2, note="valid RLE and deflated files (pydicom test files)")
 
 
 def make_fuzz_regressions() -> None:
     """Inputs found by benchmarks/fuzz_reader.py, rebuilt deterministically (minimised by hand)."""
-    d = case_dir("fuzz_rle_segment_overrun")
-    ds = small_ct()
-    ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = bytearray(buf.getvalue())
+    data = rle_bytes()
     frag = data.rindex(b"\xfe\xff\x00\xe0") + 8  # the frame's fragment (after the empty offset table)
     seg2 = int.from_bytes(data[frag + 8:frag + 12], "little")
     data[frag + seg2] = 0x7F  # segment 2 starts with a 128-byte literal run that overruns the frame
-    (d / "rle_overrun.dcm").write_bytes(bytes(data))
-    expect("fuzz_rle_segment_overrun", {"rle_overrun.dcm": ("failed", "decode")}, outputs=0,
-           note="fuzz finding: pylibjpeg-rle panics (pyo3 PanicException, a BaseException) on an RLE literal "
-                "run past the end of the frame; it escaped every `except Exception` and crashed the run")
-    d = case_dir("fuzz_gdcm_abort")
-    ds = pydicom.dcmread(PYD_FILES / "MR_small_jpeg_ls_lossless.dcm")
-    ds.Columns = 23644  # the JPEG-LS codestream is 64x64
-    save(ds, d / "jls_columns.dcm")
-    ds = pydicom.dcmread(PYD_FILES / "JPEG2000.dcm")
-    ds.Rows = int(ds.Rows) * 2
-    save(ds, d / "j2k_rows.dcm")
-    expect("fuzz_gdcm_abort", {"jls_columns.dcm": ("failed", "compressed frame is 64x64"),
-                               "j2k_rows.dcm": ("failed", "")}, outputs=0,
-           note="fuzz finding: a JPEG-LS frame whose Columns disagree with the codestream made GDCM throw a C++ "
-                "exception that aborted the whole process (SIGABRT, every other series lost); now the "
-                "codestream size is checked before GDCM sees a frame, and GDCM is tried last")
-    d = case_dir("fuzz_invalid_vr")
+    case("fuzz_rle_segment_overrun", {"rle_overrun.dcm": (data, "failed", "decode")}, outputs=0,
+         note="fuzz finding: pylibjpeg-rle panics (pyo3 PanicException, a BaseException) on an RLE literal "
+              "run past the end of the frame; it escaped every `except Exception` and crashed the run")
+    jls = pydicom.dcmread(PYD_FILES / "MR_small_jpeg_ls_lossless.dcm")
+    jls.Columns = 23644  # the JPEG-LS codestream is 64x64
+    j2k = pydicom.dcmread(PYD_FILES / "JPEG2000.dcm")
+    j2k.Rows = int(j2k.Rows) * 2
+    case("fuzz_gdcm_abort", {"jls_columns.dcm": (jls, "failed", "compressed frame is 64x64"),
+                             "j2k_rows.dcm": (j2k, "failed", "")}, outputs=0,
+         note="fuzz finding: a JPEG-LS frame whose Columns disagree with the codestream made GDCM throw a C++ "
+              "exception that aborted the whole process (SIGABRT, every other series lost); now the "
+              "codestream size is checked before GDCM sees a frame, and GDCM is tried last")
     data = ct_bytes()
     i = data.index(b"\x20\x00\x13\x00IS")  # InstanceNumber
-    (d / "bad_vr.dcm").write_bytes(data[:i + 4] + b"IW" + data[i + 6:])
-    data = ct_bytes(1)
-    i = data.index(b"\x28\x00\x04\x00CS")  # PhotometricInterpretation
-    (d / "bad_vr_pi.dcm").write_bytes(data[:i + 4] + b"\x55\xd3" + data[i + 6:])
-    expect("fuzz_invalid_vr", {"bad_vr.dcm": ("failed", "unreadable DICOM header"),
-                               "bad_vr_pi.dcm": ("failed", "unreadable DICOM header")}, outputs=0,
-           note="fuzz finding: an unknown VR ('IW', 0x55D3) raised lazily after the header was read, caught "
-                "only by the scan's last-resort handler ('unreadable (...)')")
-    d = case_dir("fuzz_nested_sq_hang")
-    shutil.copy(Path(__file__).parent / "data" / "fuzz_regressions" / "hang_nested_sq.dcm", d / "nested_sq.dcm")
-    expect("fuzz_nested_sq_hang", {"nested_sq.dcm": ("failed", "unreadable DICOM header")}, outputs=0,
-           note="fuzz finding (30-minute run, kept as found: a 4 kB mutation of a sample slice): deeply "
-                "nested sequences with a broken element made pydicom's recursive walk re-format the nested "
-                "traceback at every level (minutes per file, a batch-stopping hang); now an iterative "
-                "conversion with a depth bound fails it in well under a second")
-    d = case_dir("fuzz_multivalued_samples")
-    ds = small_ct()
-    ds.SamplesPerPixel = [21316, 14, 11824]  # VM 3 where VM 1 is required
-    save(ds, d / "spp_list.dcm")
-    expect("fuzz_multivalued_samples", {"spp_list.dcm": ("failed", "SamplesPerPixel")}, outputs=0,
-           note="fuzz finding (30-minute run): a multi-valued SamplesPerPixel raised TypeError in int(), "
-                "caught only by the scan's last-resort handler ('unreadable (int() argument ...)')")
+    data1 = ct_bytes(1)
+    j = data1.index(b"\x28\x00\x04\x00CS")  # PhotometricInterpretation
+    case("fuzz_invalid_vr", {"bad_vr.dcm": (data[:i + 4] + b"IW" + data[i + 6:], "failed", "unreadable DICOM header"),
+                             "bad_vr_pi.dcm": (data1[:j + 4] + b"\x55\xd3" + data1[j + 6:], "failed",
+                                               "unreadable DICOM header")}, outputs=0,
+         note="fuzz finding: an unknown VR ('IW', 0x55D3) raised lazily after the header was read, caught "
+              "only by the scan's last-resort handler ('unreadable (...)')")
+    case("fuzz_nested_sq_hang", {"nested_sq.dcm": (Path(__file__).parent / "data" / "fuzz_regressions" /
+                                                   "hang_nested_sq.dcm", "failed", "without pixel data")},
+         outputs=0,
+         note="fuzz finding (30-minute run, kept as found: a 4 kB mutation of a sample slice, cut before its "
+              "pixel data): deeply nested sequences with a broken element made pydicom's recursive walk "
+              "re-format the nested traceback at every level (minutes per file, a batch-stopping hang); medcolor "
+              "now converts only the attributes it reads, never walks the header, and fails the file at once "
+              "for its missing pixel data")
+    case("fuzz_multivalued_samples",
+         {"spp_list.dcm": (ct_with(SamplesPerPixel=[21316, 14, 11824]), "failed", "SamplesPerPixel")},  # VM 3, not 1
+         outputs=0, note="fuzz finding (30-minute run): a multi-valued SamplesPerPixel raised TypeError in int(), "
+                         "caught only by the scan's last-resort handler ('unreadable (int() argument ...)')")
 
 
 def make_colour() -> None:
-    d = case_dir("already_colour")
-    shutil.copy(PYD_FILES / "SC_rgb_small_odd.dcm", d / "rgb.dcm")
-    base = small_ct()
-    v = (np.frombuffer(base.PixelData, np.uint16).reshape(SIZE, SIZE) >> 4).astype(np.uint8)
-    ds = small_ct()
-    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
-    ds.PhotometricInterpretation = "YBR_FULL"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelData = np.stack([v, np.full_like(v, 128), np.full_like(v, 128)], axis=-1).tobytes()
-    save(ds, d / "ybr.dcm")
-    ds = small_ct()
-    ds.PhotometricInterpretation = "PALETTE COLOR"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelData = v.tobytes()
+    v = (np.frombuffer(small_ct().PixelData, np.uint16).reshape(SIZE, SIZE) >> 4).astype(np.uint8)
+    ybr = ct_with(SamplesPerPixel=3, PlanarConfiguration=0, PhotometricInterpretation="YBR_FULL", BitsAllocated=8,
+                  BitsStored=8, HighBit=7,
+                  PixelData=np.stack([v, np.full_like(v, 128), np.full_like(v, 128)], axis=-1).tobytes())
+    palette = ct_with(PhotometricInterpretation="PALETTE COLOR", BitsAllocated=8, BitsStored=8, HighBit=7,
+                      PixelData=v.tobytes())
     ramp = np.linspace(0, 65535, 256).astype(np.uint16)
     for c, lut in (("Red", ramp), ("Green", ramp[::-1]), ("Blue", ramp)):
-        setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
-        ds[f"{c}PaletteColorLookupTableDescriptor"].VR = "US"
-        setattr(ds, f"{c}PaletteColorLookupTableData", lut.tobytes())
-    save(ds, d / "palette.dcm")
-    expect("already_colour", {"rgb.dcm": ("skipped", "already colour (RGB)"),
-                              "ybr.dcm": ("skipped", "already colour (YBR_FULL)"),
-                              "palette.dcm": ("skipped", "already colour (PALETTE COLOR)")}, outputs=0,
-           note="RGB (pydicom SC_rgb_small_odd), YBR_FULL and PALETTE COLOR inputs are skipped")
+        setattr(palette, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        palette[f"{c}PaletteColorLookupTableDescriptor"].VR = "US"
+        setattr(palette, f"{c}PaletteColorLookupTableData", lut.tobytes())
+    case("already_colour", {"rgb.dcm": (PYD_FILES / "SC_rgb_small_odd.dcm", "skipped", "already colour (RGB)"),
+                            "ybr.dcm": (ybr, "skipped", "already colour (YBR_FULL)"),
+                            "palette.dcm": (palette, "skipped", "already colour (PALETTE COLOR)")}, outputs=0,
+         note="RGB (pydicom SC_rgb_small_odd), YBR_FULL and PALETTE COLOR inputs are skipped")
 
 
 def make_multiframe() -> None:
-    d = case_dir("multiframe_no_numberofframes")
-    ds = small_ct()
-    frames = [np.frombuffer(small_ct(k).PixelData, np.uint16) for k in range(3)]
-    ds.PixelData = np.concatenate(frames).tobytes()
-    save(ds, d / "mf.dcm")
-    expect("multiframe_no_numberofframes", {"mf.dcm": ("failed", "NumberOfFrames")}, outputs=0,
-           note="3 frames of pixel data without NumberOfFrames: refused, never silently cut to 1 frame")
-    d = case_dir("multiframe_ok")
-    ds = small_ct()
-    ds.NumberOfFrames = 3
-    ds.PixelData = np.concatenate(frames).tobytes()
-    save(ds, d / "mf3.dcm")
-    expect("multiframe_ok", {"mf3.dcm": ("done", "")}, outputs=3,
-           note="the same with NumberOfFrames 3: three output instances")
-    d = case_dir("numberofframes_garbage")
-    ds = small_ct()
-    ds.NumberOfFrames = 0
-    save(ds, d / "nf0.dcm")
-    ds = small_ct(1)
-    ds.NumberOfFrames = 5
-    save(ds, d / "nf5.dcm")
-    expect("numberofframes_garbage", {"nf0.dcm": ("done", ""), "nf5.dcm": ("failed", "pixel data truncated")},
-           outputs=1, note="NumberOfFrames 0 (read as 1) and 5 with one frame of data")
+    frames = np.concatenate([np.frombuffer(small_ct(k).PixelData, np.uint16) for k in range(3)]).tobytes()
+    case("multiframe_no_numberofframes", {"mf.dcm": (ct_with(PixelData=frames), "failed", "NumberOfFrames")},
+         outputs=0, note="3 frames of pixel data without NumberOfFrames: refused, never silently cut to 1 frame")
+    case("multiframe_ok", {"mf3.dcm": (ct_with(NumberOfFrames=3, PixelData=frames), *DONE)}, outputs=3,
+         note="the same with NumberOfFrames 3: three output instances")
+    case("numberofframes_garbage", {"nf0.dcm": (ct_with(NumberOfFrames=0), *DONE),
+                                    "nf5.dcm": (ct_with(1, NumberOfFrames=5), "failed", "pixel data truncated")},
+         outputs=1, note="NumberOfFrames 0 (read as 1) and 5 with one frame of data")
+
+
+def _cropped(ds: Dataset, rows: slice, step: int = 1) -> Dataset:
+    """``ds`` with its 64x64 pixels cut to ``[rows, ::step]`` (Rows/Columns set to match)."""
+    arr = np.frombuffer(ds.PixelData, np.uint16).reshape(SIZE, SIZE)[rows, ::step].copy()
+    ds.Rows, ds.Columns = arr.shape
+    ds.PixelData = arr.tobytes()
+    return ds
 
 
 def make_series_shape() -> None:
-    d = case_dir("duplicate_slices")
-    for k in range(3):
-        save(small_ct(k), d / f"ct{k}.dcm")
-    save(small_ct(1), d / "ct1_copy.dcm")
-    expect("duplicate_slices", {**{f"ct{k}.dcm": ("done", "") for k in range(3)},
-                                "ct1_copy.dcm": ("skipped", "duplicate of ct1.dcm")}, outputs=3,
-           note="a second copy of a slice (same SOPInstanceUID) under another name")
-    d = case_dir("missing_slices")
-    for k, z in enumerate((0.0, 5.0, 10.0, 30.0)):
-        save(small_ct(k, z=z), d / f"ct{k}.dcm")
-    expect("missing_slices", {f"ct{k}.dcm": ("done", "") for k in range(4)}, outputs=4,
-           series_warning="slices may be missing", note="z = 0, 5, 10, 30 mm: a gap is reported")
-    d = case_dir("localizer_in_series")
-    for k in range(3):
-        save(small_ct(k, z=5.0 * k), d / f"ct{k}.dcm")
-    loc = small_ct(3)
-    loc.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
-    loc.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
-    arr = np.frombuffer(loc.PixelData, np.uint16).reshape(SIZE, SIZE)[:48]
-    loc.Rows = 48
-    loc.PixelData = arr.tobytes()
-    save(loc, d / "localizer.dcm")
-    expect("localizer_in_series", {**{f"ct{k}.dcm": ("done", "") for k in range(3)},
-                                   "localizer.dcm": ("done", "")}, outputs=4, series=2,
-           series_warning="split", note="a coronal 48x64 localizer with the axial slices' SeriesInstanceUID: "
-                                        "split into its own output series")
-    d = case_dir("mixed_sizes")
-    for k in range(3):
-        save(small_ct(k, z=5.0 * k), d / f"ct{k}.dcm")
-    odd = small_ct(3, z=15.0)
-    arr = np.frombuffer(odd.PixelData, np.uint16).reshape(SIZE, SIZE)[::2, ::2].copy()
-    odd.Rows, odd.Columns = arr.shape
-    odd.PixelData = arr.tobytes()
-    save(odd, d / "ct3_small.dcm")
-    expect("mixed_sizes", {**{f"ct{k}.dcm": ("done", "") for k in range(3)}, "ct3_small.dcm": ("done", "")},
-           outputs=4, series=2, series_warning="split", note="one 32x32 slice among 64x64 slices")
+    axial = {f"ct{k}.dcm": (small_ct(k, z=5.0 * k), *DONE) for k in range(3)}
+    case("duplicate_slices", {**{f"ct{k}.dcm": (small_ct(k), *DONE) for k in range(3)},
+                              "ct1_copy.dcm": (small_ct(1), "skipped", "duplicate of ct1.dcm")}, outputs=3,
+         note="a second copy of a slice (same SOPInstanceUID) under another name")
+    case("missing_slices", {f"ct{k}.dcm": (small_ct(k, z=z), *DONE) for k, z in enumerate((0.0, 5.0, 10.0, 30.0))},
+         outputs=4, series_warning="slices may be missing", note="z = 0, 5, 10, 30 mm: a gap is reported")
+    loc = _cropped(ct_with(3, ImageOrientationPatient=[1, 0, 0, 0, 0, -1],
+                           ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]), slice(0, 48))
+    case("localizer_in_series", {**axial, "localizer.dcm": (loc, *DONE)}, outputs=4, series=2,
+         series_warning="split", note="a coronal 48x64 localizer with the axial slices' SeriesInstanceUID: "
+                                      "split into its own output series")
+    case("mixed_sizes", {**axial, "ct3_small.dcm": (_cropped(small_ct(3, z=15.0), slice(None, None, 2), 2), *DONE)},
+         outputs=4, series=2, series_warning="split", note="one 32x32 slice among 64x64 slices")
 
 
 def make_nested() -> None:
-    d = case_dir("deeply_nested")
-
     def nest(depth: int) -> Dataset:
         ds = small_ct()
         inner = Dataset()
@@ -553,74 +419,54 @@ def make_nested() -> None:
         ds.ContentSequence = Sequence([inner])
         return ds
 
-    save(nest(50), d / "nest50.dcm")
-    expect("deeply_nested", {"nest50.dcm": ("done", "")}, outputs=1,
-           note="an image with sequences nested 50 deep (not copied to the output)")
-    d = case_dir("deeply_nested_extreme")
+    case("deeply_nested", {"nest50.dcm": (nest(50), *DONE)}, outputs=1,
+         note="an image with sequences nested 50 deep (not copied to the output)")
     data = ct_bytes()
     off = pixel_offset(data)
     depth = 3000  # too deep for pydicom to write: built byte by byte (explicit VR LE, undefined lengths)
     seq_open = b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
     seq_close = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-    (d / "nest3000.dcm").write_bytes(data[:off] + seq_open * depth + seq_close * depth + data[off:])
-    expect("deeply_nested_extreme", {"nest3000.dcm": ("failed", "")}, outputs=0,
-           note="sequences nested 3000 deep: one clear line (recursion limit), no traceback")
-    d = case_dir("private_nested")
-    shutil.copy(PYD_FILES / "nested_priv_SQ.dcm", d / "nested_priv_SQ.dcm")
-    expect("private_nested", {"nested_priv_SQ.dcm": ("failed", "Rows/Columns")}, outputs=0,
-           note="pydicom's nested private sequence file (PixelData but no image attributes)")
+    case("deeply_nested_extreme", {"nest3000.dcm": (data[:off] + seq_open * depth + seq_close * depth + data[off:],
+                                                    "failed", "")}, outputs=0,
+         note="sequences nested 3000 deep: one clear line (recursion limit), no traceback")
+    case("private_nested", {"nested_priv_SQ.dcm": (PYD_FILES / "nested_priv_SQ.dcm", "failed", "Rows/Columns")},
+         outputs=0, note="pydicom's nested private sequence file (PixelData but no image attributes)")
 
 
 def make_charsets() -> None:
-    d = case_dir("non_ascii")
-    ds = small_ct()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName = "Müller^Jörg=山田^太郎"
-    ds.SeriesDescription = "Thorax ÄÖÜ Ελληνικά 日本語"
-    save(ds, d / "utf8.dcm")
     jp = pydicom.dcmread(PYD / "charset_files" / "chrJapMulti.dcm")
-    ds = small_ct(1)
-    ds.SpecificCharacterSet = jp.SpecificCharacterSet
-    ds.PatientName = jp.PatientName
-    save(ds, d / "iso2022.dcm")
-    ds = small_ct(2)
-    ds.SpecificCharacterSet = "ISO_IR 999"  # unknown: pydicom falls back to its default
-    ds.SeriesDescription = "unknown charset"
-    save(ds, d / "unknown_charset.dcm")
-    expect("non_ascii", {"utf8.dcm": ("done", ""), "iso2022.dcm": ("done", ""),
-                         "unknown_charset.dcm": ("done", "")}, outputs=3,
-           note="UTF-8 (ISO_IR 192), ISO 2022 Japanese and an unknown character set")
+    utf8 = ct_with(SpecificCharacterSet="ISO_IR 192", PatientName="Müller^Jörg=山田^太郎",
+                   SeriesDescription="Thorax ÄÖÜ Ελληνικά 日本語")
+    iso2022 = ct_with(1, SpecificCharacterSet=jp.SpecificCharacterSet, PatientName=jp.PatientName)
+    unknown = ct_with(2, SpecificCharacterSet="ISO_IR 999",  # unknown: pydicom falls back to its default
+                      SeriesDescription="unknown charset")
+    case("non_ascii", {"utf8.dcm": (utf8, *DONE), "iso2022.dcm": (iso2022, *DONE),
+                       "unknown_charset.dcm": (unknown, *DONE)}, outputs=3,
+         note="UTF-8 (ISO_IR 192), ISO 2022 Japanese and an unknown character set")
 
 
 def make_script() -> None:
-    d = case_dir("script_in_names")
-    ds = small_ct()
-    ds.PatientName = "<script>alert('pn')</script>"
-    ds.PatientID = "<img src=x onerror=alert(1)>"
-    ds.SeriesDescription = "<script>alert('sd')</script>"
-    save(ds, d / "xss.dcm")
-    expect("script_in_names", {"xss.dcm": ("done", "")}, outputs=1, no_raw_html="<script>",
-           note="<script> in PatientName and SeriesDescription: never raw in report.html")
+    xss = ct_with(PatientName="<script>alert('pn')</script>", PatientID="<img src=x onerror=alert(1)>",
+                  SeriesDescription="<script>alert('sd')</script>")
+    case("script_in_names", {"xss.dcm": (xss, *DONE)}, outputs=1, no_raw_html="<script>",
+         note="<script> in PatientName and SeriesDescription: never raw in report.html")
 
 
 def make_uids() -> None:
-    for case, value in (("uid_dotdot", ".."), ("uid_slashes", "a/b/../../x"),
+    for name, value in (("uid_dotdot", ".."), ("uid_slashes", "a/b/../../x"),
                         ("uid_absolute", "/tmp/medcolor-escape"), ("uid_dotdot_deid", ".."),
                         ("uid_slashes_deid", "a/b/../../x")):
-        d = case_dir(case)
         ds = small_ct()
         for kw in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
-            ds[kw].VR = "UI"
-            ds[kw]._value = value
+            ds[kw] = raw(kw, "UI", value)
         ds.file_meta.MediaStorageSOPInstanceUID = value
-        save(ds, d / "uid.dcm")
-        if case.endswith("_deid"):
-            expect(case, {"uid.dcm": ("done", "")}, outputs=1, deidentify=True,
-                   note=f"UIDs = {value!r} with --deidentify (UIDs replaced): written, names from counters")
+        if name.endswith("_deid"):
+            case(name, {"uid.dcm": (ds, *DONE)}, outputs=1, deidentify=True,
+                 note=f"UIDs = {value!r} with --deidentify (UIDs replaced): written, names from counters")
         else:
-            expect(case, {"uid.dcm": ("failed", "StudyInstanceUID")}, outputs=0,
-                   note=f"SOP/Series/Study/FrameOfReference UIDs = {value!r}: the output cannot carry the "
-                        "invalid Study UID, so the file fails with one line; nothing written anywhere")
+            case(name, {"uid.dcm": (ds, "failed", "StudyInstanceUID")}, outputs=0,
+                 note=f"SOP/Series/Study/FrameOfReference UIDs = {value!r}: the output cannot carry the "
+                      "invalid Study UID, so the file fails with one line; nothing written anywhere")
 
 
 def main() -> None:

@@ -10,11 +10,13 @@ import pydicom
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from medcolor.cli.app import app
 from medcolor.colorizers import get_colorizer, list_backends
 from medcolor.errors import MedcolorError
 from medcolor.pipeline import RunOptions, run
-from medcolor.train.checkpoint import load_model_options, shipped_models
+from medcolor.nets.checkpoint import MODELS_DIR, load_model_options, resolve_model, shipped_models
 from medcolor.train.loop import train
 from medcolor.types import SeriesContext, Window
 from tests._cnn_fixtures import make_crops, tiny_config
@@ -111,8 +113,8 @@ def test_bad_model_is_one_line_error(tmp_path: Path) -> None:
     assert "--model" in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["retina", "meat"])
-def test_shipped_models_load_and_verify(name: str) -> None:
+def test_shipped_models_load_and_verify() -> None:
+    name = "retina"                                # the one shipped cnn model (meat was withdrawn)
     models = shipped_models()
     if name not in models:
         pytest.skip(f"shipped model {name} not built (benchmarks/train_shipped.py)")
@@ -123,3 +125,48 @@ def test_shipped_models_load_and_verify(name: str) -> None:
     col = get_colorizer("cnn", device="cpu", **opts)
     ab = col.colorize(torch.linspace(0, 100, 64 * 64).reshape(1, 1, 64, 64))
     assert ab.shape == (1, 2, 64, 64) and torch.isfinite(ab).all()
+
+
+@pytest.mark.parametrize("key", ["meat", "cyclegan-retina"])
+def test_a_withdrawn_shipped_model_is_refused_with_its_reason(key: str, tmp_path: Path) -> None:
+    """The manifest keeps a withdrawn model's name, method, reason, what to use instead and the
+    measurements; its file is gone from the repo and ``--model NAME`` is one line, exit code 2."""
+    entry = shipped_models()[key]
+    method, name = entry["method"], entry["name"]
+    assert entry["withdrawn"] and entry["instead"] and entry["withdrawal"]["measurements"]
+    assert "file" not in entry and not (MODELS_DIR / f"{key}.pt").exists()
+    with pytest.raises(MedcolorError) as err:
+        resolve_model(name, method)
+    text = str(err.value)
+    assert text.startswith(f"--model: shipped {method} model '{name}' was withdrawn: {entry['withdrawn']}")
+    assert entry["instead"] in text and "\n" not in text
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(CT_DIR), "-o", str(out), "--method", method, "--model", name])
+    line = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was withdrawn" in line and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_cnn_without_a_model_names_the_shipped_ones_and_train(tmp_path: Path) -> None:
+    """No cnn default since meat was withdrawn: one line listing the shipped cnn models and
+    `medcolor train`, exit code 2, nothing written; the cyclegan default is still meat."""
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(CT_DIR), "-o", str(out), "--method", "cnn"])
+    line = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert "--method cnn needs a model" in line and "shipped cnn models: retina" in line
+    assert "medcolor train --method cnn" in line and not out.exists()
+    with pytest.raises(MedcolorError, match="needs a model"):
+        get_colorizer("cnn")
+    assert resolve_model(None, "cyclegan") == MODELS_DIR / shipped_models()["cyclegan-meat"]["file"]
+
+
+def test_doctor_lists_the_shipped_models_with_the_withdrawn_marked() -> None:
+    from medcolor.doctor import models
+
+    rows = {(m, n): s for m, n, s, _ in models()}
+    assert rows[("cnn", "retina")] == "available" and rows[("cyclegan", "meat")] == "default"
+    assert rows[("cnn", "meat")].startswith("withdrawn: ") and rows[("cyclegan", "retina")].startswith("withdrawn: ")
+    res = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "shipped models" in res.output
+    assert "withdrawn: its colour does not follow tissue on CT" in res.output

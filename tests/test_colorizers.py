@@ -82,7 +82,7 @@ def lung_L(ct_hu) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def welsh(beef, lung_L) -> ExemplarColorizer:
-    col = get_colorizer("exemplar", reference_rgb=beef, reference_sha256="ab" * 32)
+    col = get_colorizer("exemplar", reference_rgb=beef, reference_sha256="ab" * 32, mode="welsh")
     col.prepare(ctx_for(LUNG), lung_L)
     return col
 
@@ -266,7 +266,7 @@ def test_exemplar_shape_dtype_device(welsh_ab, lung_L):
 
 
 def test_exemplar_is_deterministic(beef, lung_L, welsh, welsh_ab):
-    other = ExemplarColorizer(reference_rgb=beef.copy(), reference_sha256="ab" * 32)
+    other = ExemplarColorizer(reference_rgb=beef.copy(), reference_sha256="ab" * 32, mode="welsh")
     other.prepare(ctx_for(LUNG), lung_L)
     assert torch.equal(other.colorize(lung_L[:2]), welsh_ab)
     assert torch.equal(welsh.colorize(lung_L[:2]), welsh_ab)

@@ -13,9 +13,10 @@ from PIL import Image
 
 from medcolor.colorizers import get_colorizer, list_backends
 from medcolor.errors import MedcolorError
-from medcolor.train.checkpoint import FORMAT, load_checkpoint, load_model_options
-from medcolor.train.cyclegan import (ARCH, ColorGenerator, CycleConfig, GANLoss, ImagePool, PatchDiscriminator,
-                                     ResnetGenerator, load_vgg16_features, train_cyclegan, tv_loss)
+from medcolor.nets.checkpoint import FORMAT, load_checkpoint, load_model_options
+from medcolor.nets.cyclegan import ARCH, ColorGenerator, ResnetGenerator
+from medcolor.train.cyclegan import CycleConfig, ImagePool, PatchDiscriminator, train_cyclegan
+from medcolor.train.losses import GANLoss, load_vgg16_features, tv_loss
 from tests._cnn_fixtures import make_crops
 from tests.conftest import CT_DIR, dciodvfy_errors
 
@@ -77,9 +78,9 @@ def test_patchgan_is_70x70_and_losses_are_finite() -> None:
 
 
 def test_vgg16_weights_file_is_verified(tmp_path: Path) -> None:
-    from medcolor.train.cyclegan import _vgg16_features_layers
+    from medcolor.nets.backbones import VGG
 
-    sd = {f"features.{k}": v.clone() + 0.01 for k, v in _vgg16_features_layers().state_dict().items()}
+    sd = {k: v.clone() + 0.01 for k, v in VGG("vgg16").state_dict().items()}
     assert len(sd) == 26                       # 13 convolutions of torchvision's vgg16().features
     full = dict(sd)
     full["classifier.0.weight"] = torch.zeros(4, 4)   # the classifier is ignored
@@ -91,12 +92,16 @@ def test_vgg16_weights_file_is_verified(tmp_path: Path) -> None:
     bad = dict(full)
     bad["features.2.weight"] = torch.zeros(64, 3, 3, 3)
     torch.save(bad, tmp_path / "bad.pth")
-    with pytest.raises(MedcolorError, match="shapes do not match"):
+    shape_text = r"features.2.weight: shape \(64, 3, 3, 3\) in the weights, \(64, 64, 3, 3\)"
+    with pytest.raises(MedcolorError, match=shape_text):
         load_vgg16_features(tmp_path / "bad.pth")
     torch.save({"classifier.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(MedcolorError, match="missing"):
+    with pytest.raises(MedcolorError, match="--perceptual-weights .*other.pth: 26 vgg16 key.s. missing"):
         load_vgg16_features(tmp_path / "other.pth")
-    with pytest.raises(MedcolorError):
+    torch.save({**full, "features.30.weight": torch.zeros(1)}, tmp_path / "vgg19ish.pth")
+    with pytest.raises(MedcolorError, match="1 key.s. that a vgg16 does not have .first: features.30.weight"):
+        load_vgg16_features(tmp_path / "vgg19ish.pth")
+    with pytest.raises(MedcolorError, match="--perceptual-weights .*absent.pth: no such weights file"):
         load_vgg16_features(tmp_path / "absent.pth")
 
 
@@ -215,7 +220,8 @@ def test_luma_prior_starts_at_the_colour_side_lookup(domains, tmp_path: Path) ->
     """With the luminance prior (default) and 0 steps, G_color is exactly the 1-D L -> ab table fitted
     on the colour folder alone; without it, the generator does not know that table."""
     from medcolor.train.data import find_images, load_images
-    from medcolor.train.lut import apply_l_lut, fit_l_lut
+    from medcolor.nets.lookup import apply_l_lut
+    from medcolor.train.lut import fit_l_lut
 
     gray, color = domains
     out = tmp_path / "p0.pt"
@@ -250,15 +256,21 @@ def test_no_l_lock_run_writes_raw_colour_and_reports_its_delta_l(tiny: Path, tmp
 
 
 def test_shipped_names_resolve_per_method() -> None:
-    from medcolor.train.checkpoint import resolve_model, shipped_models
+    from medcolor.nets.checkpoint import resolve_model, shipped_models
 
     models = shipped_models()
     for key, entry in models.items():
         method = entry.get("method", "cnn")
-        assert resolve_model(entry.get("name", key), method).name == entry["file"]
+        if entry.get("withdrawn"):                  # cnn meat, cyclegan retina: refused with the reason
+            with pytest.raises(MedcolorError, match="was withdrawn"):
+                resolve_model(entry.get("name", key), method)
+        else:
+            assert resolve_model(entry.get("name", key), method).name == entry["file"]
     if "cyclegan-meat" not in models:
         pytest.skip("shipped cyclegan models not built (benchmarks/train_shipped.py --only cyclegan-meat)")
-    assert resolve_model("meat", "cyclegan") != resolve_model("meat", "cnn")
+    assert resolve_model("meat", "cyclegan").name == "cyclegan-meat.pt"   # the same name, another method
+    with pytest.raises(MedcolorError, match="shipped cnn model 'meat' was withdrawn"):
+        resolve_model("meat", "cnn")
 
 
 def test_ddp_two_processes_gloo(domains, tmp_path: Path) -> None:
@@ -284,7 +296,7 @@ def test_ddp_two_processes_gloo(domains, tmp_path: Path) -> None:
 def test_colour_side_validation_keeps_the_best_step(domains, tmp_path: Path) -> None:
     """Validated every step on the colour side; the shipped G_color is the best step's, the training
     state keeps the last one for --resume."""
-    from medcolor.train.checkpoint import state_sha256
+    from medcolor.nets.checkpoint import state_sha256
 
     gray, color = domains
     events = []
@@ -301,12 +313,13 @@ def test_colour_side_validation_keeps_the_best_step(domains, tmp_path: Path) -> 
     assert set(tstate["g_color_last"]) == set(state)
 
 
-@pytest.mark.parametrize("name", ["meat", "retina"])
-def test_shipped_cyclegan_model_on_the_sample_ct(name: str, tmp_path: Path) -> None:
-    """`medcolor run <CT> --method cyclegan --model meat|retina`: valid SC, L kept, provenance names it."""
+def test_shipped_cyclegan_model_on_the_sample_ct(tmp_path: Path) -> None:
+    """`medcolor run <CT> --method cyclegan --model meat`: valid SC, L kept, provenance names it (the
+    shipped cyclegan retina was withdrawn: tests/test_cnn.py)."""
     from medcolor.pipeline import RunOptions, run
-    from medcolor.train.checkpoint import shipped_models
+    from medcolor.nets.checkpoint import shipped_models
 
+    name = "meat"
     entry = shipped_models().get(f"cyclegan-{name}")
     if entry is None:
         pytest.skip(f"shipped cyclegan {name} not built (benchmarks/train_shipped.py --only cyclegan-{name})")

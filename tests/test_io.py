@@ -249,6 +249,20 @@ def test_absurd_size_refused(tmp_path: Path) -> None:
     assert "truncated" in _reason(res, "big.dcm")
 
 
+def test_expand_inputs_lists_each_file_once_through_links_and_repeats(tmp_path: Path) -> None:
+    from medcolor.io import expand_inputs
+
+    d = tmp_path / "ct"
+    shutil.copytree(CT_DIR, d)
+    first = sorted(d.glob("*.dcm"))[0]
+    (tmp_path / "link.dcm").symlink_to(first)
+    (tmp_path / "linkdir").symlink_to(d, target_is_directory=True)
+    files, missing = expand_inputs([d, first, tmp_path / "link.dcm", tmp_path / "linkdir",
+                                    tmp_path / "ct" / ".." / "ct" / first.name, tmp_path / "nothing"])
+    assert sorted(p.name for p in files) == sorted(p.name for p in d.glob("*.dcm"))
+    assert [m.status for m in missing] == ["failed"]
+
+
 # ---------------------------------------------------------------- decoding
 
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",

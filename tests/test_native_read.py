@@ -1,29 +1,31 @@
-"""The fast path for uncompressed (native little-endian) frames in medcolor.io._dicom.decode_frame:
-wherever it returns a frame, that frame is exactly what ``pydicom.pixels.pixel_array(path, index=...,
-transfer_syntax_uid=...)`` returns (dtype and values), and decode_frame with it gives the same arrays and
-the same one-line errors as decode_frame without it.
+"""Uncompressed little-endian frames are read straight from the file at ``SliceRef.pixel_offset``, which the
+scan found once: wherever the scan sets that offset, it is where pydicom puts the Pixel Data value, and every
+frame read there is exactly what ``pydicom.pixels.pixel_array`` returns (dtype and values); everything else
+(big endian, deflated, compressed, odd layouts) has no offset and goes through pydicom.
 
-Files: sample_dicom/, the bad-input corpus tests/data/bad/, pydicom's shipped test files (and the
-pydicom-data files when installed), plus generated files for the cases those lack (bit depths,
-signedness with garbage in the unused high bits, odd sizes, several frames, what precedes the pixel data).
-Compressed files are never handed to pydicom here (some decoder plug-ins abort the process on the fuzzed ones).
+Files: sample_dicom/, the bad-input corpus tests/data/bad/, pydicom's shipped test files (and the pydicom-data
+files when installed), plus generated files for the cases those lack (bit depths, signedness with garbage in
+the unused high bits, odd sizes, several frames, what precedes and what follows the pixel data).
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom import uid
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
-from medcolor.errors import MedcolorError, SkipInput
-from medcolor.io import _dicom, read_slice, scan
+from medcolor.errors import MedcolorError
+from medcolor.io import _decode, _dicom, read_slice, reads_by_file_io, scan
+from medcolor.types import SliceRef
 
 from tests.conftest import CT_DIR, PYDICOM_FILES, SAMPLE, XRAY
 
@@ -62,85 +64,77 @@ def _file_id(p: Path) -> str:
     return p.name
 
 
-def _header(path: Path) -> tuple[Dataset, bool] | None:
-    """The header decode_frame gets (medcolor's read_header), or for files medcolor refuses a plain
-    stop-before-pixels parse (the fast path must be right for any header of the file); None if neither."""
-    with open(path, "rb") as f:
-        kind = _dicom.sniff_dicom(f.read(132))
-    try:
-        return _dicom.read_header(path, kind or "part10").dataset, True
-    except (SkipInput, MedcolorError):
-        pass
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True), False
-    except Exception:  # noqa: BLE001 - unreadable: nothing to compare
-        return None
+def _refs(path: Path) -> list[SliceRef]:
+    found = scan([path])
+    return [ref for s in found.series if s.kind == "dicom" for ref in s.slices]
 
 
-def _indices(ds: Dataset) -> list[int | None]:
-    n = _dicom.n_frames(ds)
-    return [None] if n == 1 else sorted({0, 1, 2, n // 2, n - 1} & set(range(n)))
+def _pydicom_value_offset(path: Path) -> int:
+    """Where pydicom's own reader puts the Pixel Data value (a full read with the value deferred)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, defer_size=0, force=True)
+    elem = ds.get_item(0x7FE00010)
+    return elem.value_tell if isinstance(elem, RawDataElement) else elem.file_tell
 
 
-def _check_against_pydicom(path: Path, ds: Dataset) -> int:
-    """For every tested frame the fast path returns, pydicom returns the same; the number returned."""
-    tsu = uid.UID(_dicom._resolved_syntax(ds))
-    taken = 0
-    for index in _indices(ds):
-        fast = _dicom._read_native_frame(path, ds, tsu, index)
-        if tsu not in (uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian):
-            assert fast is None, f"fast path taken for {tsu.name}"
-            continue
-        if fast is None:
-            continue  # declined: decode_frame asks pydicom, as before
-        try:
-            ref = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
-        except Exception as exc:  # noqa: BLE001
-            pytest.fail(f"frame {index}: fast path returned a frame, pydicom raises {exc!r}")
-        assert fast.dtype == ref.dtype, (index, fast.dtype, ref.dtype)
-        assert fast.shape == ref.shape, (index, fast.shape, ref.shape)
-        np.testing.assert_array_equal(fast, ref, err_msg=f"frame {index}")
-        assert fast.flags.writeable and fast.flags.c_contiguous
-        taken += 1
-    return taken
+def _check_against_pydicom(ref: SliceRef) -> None:
+    """The frame read at the offset == pydicom's pixel_array of that frame (dtype, shape, values)."""
+    ds = ref.dataset
+    index = ref.frame if _dicom.n_frames(ds) > 1 else None
+    got = _decode.decode_frame(ref.path, ds, ref.frame, ref.pixel_offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = pydicom.pixels.pixel_array(str(ref.path), index=index,
+                                          transfer_syntax_uid=uid.UID(_dicom.resolved_syntax(ds)))
+    assert got.dtype == want.dtype, (ref.frame, got.dtype, want.dtype)
+    assert got.shape == want.shape, (ref.frame, got.shape, want.shape)
+    np.testing.assert_array_equal(got, want, err_msg=f"frame {ref.frame}")
+    assert got.flags.writeable and got.flags.c_contiguous
 
 
-def _decode(path: Path, ds: Dataset, frame: int | None):
-    try:
-        return _dicom.decode_frame(path, ds, frame)
-    except MedcolorError as exc:
-        return f"MedcolorError: {exc}"
-
-
-def _check_decode_frame(path: Path, ds: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    """decode_frame with the fast path == decode_frame without it (array and dtype, or the same error)."""
-    frames = [None] if _dicom.n_frames(ds) == 1 else _indices(ds)
-    with_fast = [_decode(path, ds, f) for f in frames]
-    with monkeypatch.context() as m:
-        m.setattr(_dicom, "_read_native_frame", lambda *a: None)
-        without = [_decode(path, ds, f) for f in frames]
-    for f, a, b in zip(frames, with_fast, without):
-        if isinstance(a, str) or isinstance(b, str):
-            assert a == b, (f, a, b)
-            assert "\n" not in a
-        else:
-            assert a.dtype == b.dtype, (f, a.dtype, b.dtype)
-            np.testing.assert_array_equal(a, b, err_msg=f"frame {f}")
+def _tested(refs: list[SliceRef]) -> list[SliceRef]:
+    """A multi-frame file's first, second, middle and last frames (all frames of small files)."""
+    n = len(refs)
+    return [refs[i] for i in sorted({0, 1, n // 2, n - 1} & set(range(n)))]
 
 
 @pytest.mark.parametrize("path", FILES, ids=[_file_id(p) for p in FILES])
-def test_file_fast_path_equals_pydicom(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    got = _header(path)
-    if got is None:
-        pytest.skip("no header to read")
-    ds, accepted = got
-    tsu = uid.UID(_dicom._resolved_syntax(ds))
-    _check_against_pydicom(path, ds)
-    if accepted and tsu in (uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian):
-        _check_decode_frame(path, ds, monkeypatch)
+def test_every_file_reads_as_pydicom_does(path: Path) -> None:
+    """Every test file the scan accepts: uncompressed little endian ones have the offset pydicom's reader
+    finds, and their frames read there equal pydicom's; the others (compressed, big endian, deflated) have
+    none. (A file the scan refuses has no slices; the bad-input tests check why.)"""
+    refs = _refs(path)
+    with_offset = [r for r in refs if r.pixel_offset is not None]
+    for ref in refs:
+        native = uid.UID(_dicom.resolved_syntax(ref.dataset)) in (uid.ImplicitVRLittleEndian,
+                                                                 uid.ExplicitVRLittleEndian)
+        assert native == (ref.pixel_offset is not None), (ref.frame, ref.pixel_offset)
+    if with_offset:
+        assert {r.pixel_offset for r in with_offset} == {_pydicom_value_offset(path)}
+    for ref in _tested(with_offset):
+        _check_against_pydicom(ref)
 
 
-# files where the fast path must be taken (it is not merely always declining)
+def test_compressed_and_big_endian_files_have_no_offset() -> None:
+    for name in ("MR_small_bigendian.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "JPEG2000.dcm"):
+        refs = _refs(PYDICOM_FILES / name)
+        assert refs and all(r.pixel_offset is None for r in refs), name
+
+
+def test_big_endian_falls_back_to_pydicom() -> None:
+    path = PYDICOM_FILES / "MR_small_bigendian.dcm"
+    (series,) = scan([path]).series
+    assert not reads_by_file_io(series)
+    ds = pydicom.dcmread(path)
+    want = pydicom.pixels.apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    np.testing.assert_array_equal(read_slice(series.slices[0], series), want)
+    little = scan([PYDICOM_FILES / "MR_small.dcm"]).series[0]  # the same image, little endian, by offset
+    assert little.slices[0].pixel_offset is not None
+    np.testing.assert_array_equal(read_slice(little.slices[0], little), want)
+
+
+# files where the offset must be found (it is not merely always left to pydicom)
 MUST_TAKE = [CT_DIR / "1-12.dcm", XRAY, BAD / "bits_odd" / "bits13.dcm", BAD / "bits_odd" / "highbit3.dcm",
              BAD / "signed_unsigned" / "signed.dcm", BAD / "multiframe_ok" / "mf3.dcm",
              BAD / "no_preamble_no_meta" / "implicit.dcm", BAD / "no_preamble_no_meta" / "meta_no_preamble.dcm",
@@ -150,35 +144,34 @@ MUST_TAKE = [CT_DIR / "1-12.dcm", XRAY, BAD / "bits_odd" / "bits13.dcm", BAD / "
 
 
 @pytest.mark.parametrize("path", MUST_TAKE, ids=[_file_id(p) for p in MUST_TAKE])
-def test_fast_path_is_taken(path: Path) -> None:
+def test_offset_is_found(path: Path) -> None:
     if not path.is_file():
         pytest.skip("file not shipped")
-    ds = _dicom.read_header(path, "part10" if path.read_bytes()[128:132] == b"DICM" else "raw").dataset
-    assert _check_against_pydicom(path, ds) == len(_indices(ds))
+    refs = _refs(path)
+    assert refs and all(r.pixel_offset == _pydicom_value_offset(path) for r in refs)
+    for ref in refs:
+        _check_against_pydicom(ref)
 
 
 def test_sample_ct_does_not_call_pydicom(monkeypatch: pytest.MonkeyPatch) -> None:
     series = scan([CT_DIR]).series[0]
+    assert reads_by_file_io(series)
     want = [read_slice(ref, series) for ref in series.slices]
-    raw = [_dicom.decode_frame(Path(r.path), r.dataset, r.frame) for r in series.slices]
 
     def boom(*a, **k):
         raise AssertionError("pydicom.pixels.pixel_array called for a native file")
 
     monkeypatch.setattr(pydicom.pixels, "pixel_array", boom)
-    for ref, w, r in zip(series.slices, want, raw):
-        got = _dicom.decode_frame(Path(ref.path), ref.dataset, ref.frame)
-        assert got.dtype == r.dtype
-        np.testing.assert_array_equal(got, r)
+    for ref, w in zip(series.slices, want):
         np.testing.assert_array_equal(read_slice(ref, series), w)
 
 
 # ---------------------------------------------------------------- generated files
 
 def _write(path: Path, *, implicit: bool, bits: int, stored: int, signed: int, rows: int, cols: int,
-           frames: int | None, tail: str = "", pixels: bytes | None = None, seed: int = 0) -> bytes:
+           frames: int | None, tail: str = "", after: str = "", seed: int = 0) -> int:
     """A MONOCHROME2 file with random pixel bytes (so the unused high bits hold garbage); ``tail`` picks
-    what precedes the pixel data. Returns the pixel bytes written."""
+    what precedes the pixel data, ``after`` what follows it. Returns pydicom's offset of the pixel values."""
     ds = Dataset()
     ds.SOPClassUID = uid.SecondaryCaptureImageStorage
     ds.SOPInstanceUID = uid.generate_uid()
@@ -193,8 +186,7 @@ def _write(path: Path, *, implicit: bool, bits: int, stored: int, signed: int, r
     if frames is not None:
         ds.NumberOfFrames = frames
     n = rows * cols * (bits // 8) * (frames or 1)
-    if pixels is None:
-        pixels = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    pixels = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
     if tail == "icon_sq_undefined":  # an undefined-length sequence with an undefined-length item right before
         item = Dataset()
         item.Rows, item.Columns = 2, 2
@@ -216,12 +208,26 @@ def _write(path: Path, *, implicit: bool, bits: int, stored: int, signed: int, r
         block.add_new(0x02, "LO", "abc")
     ds.PixelData = pixels
     ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    if after == "trailing_padding":  # Data Set Trailing Padding after the pixel data
+        ds.add_new(0xFFFCFFFC, "OB", b"\0" * 256)
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = uid.ImplicitVRLittleEndian if implicit else uid.ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(path, enforce_file_format=True)
-    return pixels
+    offset = _pydicom_value_offset(path)
+    if after == "garbage":  # bytes after the last element (pydicom's full read fails on them)
+        with open(path, "ab") as f:
+            f.write(b"\xff" * 1000)
+    return offset
+
+
+def _check_generated(path: Path, frames: int, offset: int) -> None:
+    refs = _refs(path)
+    assert len(refs) == frames
+    assert all(r.pixel_offset == offset for r in refs)
+    for ref in refs:
+        _check_against_pydicom(ref)
 
 
 CASES = [  # (bits, stored, signed)
@@ -234,15 +240,13 @@ CASES = [  # (bits, stored, signed)
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("bits,stored,signed", CASES, ids=[f"{b}-{s}-{'s' if r else 'u'}" for b, s, r in CASES])
 @pytest.mark.parametrize("shape", [(7, 5, None), (6, 4, 3), (3, 3, 5)], ids=["odd", "3frames", "odd5frames"])
-def test_generated_bit_depths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, implicit: bool, bits: int,
-                              stored: int, signed: int, shape: tuple) -> None:
+def test_generated_bit_depths(tmp_path: Path, implicit: bool, bits: int, stored: int, signed: int,
+                              shape: tuple) -> None:
     rows, cols, frames = shape
     p = tmp_path / "gen.dcm"
-    _write(p, implicit=implicit, bits=bits, stored=stored, signed=signed, rows=rows, cols=cols, frames=frames,
-           seed=bits * 1000 + stored * 10 + signed)
-    ds = _dicom.read_header(p, "part10").dataset
-    assert _check_against_pydicom(p, ds) == len(_indices(ds))
-    _check_decode_frame(p, ds, monkeypatch)
+    offset = _write(p, implicit=implicit, bits=bits, stored=stored, signed=signed, rows=rows, cols=cols,
+                    frames=frames, seed=bits * 1000 + stored * 10 + signed)
+    _check_generated(p, frames or 1, offset)
 
 
 TAILS = ["icon_sq_undefined", "icon_sq_defined", "empty_sq_undefined", "private_blob", "odd_short"]
@@ -250,26 +254,18 @@ TAILS = ["icon_sq_undefined", "icon_sq_defined", "empty_sq_undefined", "private_
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("tail", TAILS)
-def test_generated_element_before_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, implicit: bool,
-                                         tail: str) -> None:
+def test_generated_element_before_pixels(tmp_path: Path, implicit: bool, tail: str) -> None:
     p = tmp_path / "gen.dcm"
-    _write(p, implicit=implicit, bits=16, stored=12, signed=1, rows=8, cols=6, frames=2, tail=tail)
-    ds = _dicom.read_header(p, "part10").dataset
-    assert _check_against_pydicom(p, ds) == 2
-    _check_decode_frame(p, ds, monkeypatch)
+    offset = _write(p, implicit=implicit, bits=16, stored=12, signed=1, rows=8, cols=6, frames=2, tail=tail)
+    _check_generated(p, 2, offset)
 
 
-def test_header_changed_in_memory(tmp_path: Path) -> None:
-    """Elements set or replaced in memory have no file offset: the fast path still finds the pixel data."""
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("after", ["trailing_padding", "garbage"])
+def test_generated_data_after_pixels(tmp_path: Path, implicit: bool, after: str) -> None:
     p = tmp_path / "gen.dcm"
-    _write(p, implicit=False, bits=16, stored=16, signed=0, rows=4, cols=4, frames=None, tail="private_blob")
-    ds = _dicom.read_header(p, "part10").dataset
-    ref = pydicom.pixels.pixel_array(str(p))
-    ds[0x7FDF1001] = pydicom.DataElement(0x7FDF1001, "OB", b"\0\0")  # the last element, replaced
-    ds.ImageComments = "added later"
-    got = _dicom._read_native_frame(p, ds, uid.UID(uid.ExplicitVRLittleEndian), None)
-    assert got is not None and got.dtype == ref.dtype
-    np.testing.assert_array_equal(got, ref)
+    offset = _write(p, implicit=implicit, bits=16, stored=16, signed=0, rows=5, cols=3, frames=3, after=after)
+    _check_generated(p, 3, offset)
 
 
 def _patch_pixel_header(path: Path, length: int | None = None, tag: bytes | None = None) -> None:
@@ -282,43 +278,56 @@ def _patch_pixel_header(path: Path, length: int | None = None, tag: bytes | None
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("case", ["undefined_length", "short_element", "float_pixel_data", "truncated",
-                                  "rgb", "bits64", "frames_zero"])
-def test_generated_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
-    """Cases the fast path leaves to pydicom; decode_frame behaves exactly as without the fast path."""
+def test_no_offset_where_pydicom_must_decide(tmp_path: Path) -> None:
+    """Float Pixel Data and an undefined-length native Pixel Data are left to pydicom (no offset)."""
+    p = tmp_path / "float.dcm"
+    _write(p, implicit=False, bits=32, stored=32, signed=0, rows=4, cols=4, frames=None)
+    _patch_pixel_header(p, tag=b"\xe0\x7f\x08\x00")
+    assert all(r.pixel_offset is None for r in _refs(p))
+    p = tmp_path / "undefined.dcm"
+    _write(p, implicit=False, bits=16, stored=16, signed=0, rows=4, cols=4, frames=2)
+    _patch_pixel_header(p, length=0xFFFFFFFF)
+    found = scan([p])
+    assert all(r.pixel_offset is None for s in found.series for r in s.slices)
+
+
+@pytest.mark.parametrize("case,reason", [("short_element", "pixel data truncated"),
+                                         ("cut_in_frame_1", "pixel data truncated"),
+                                         ("cut_in_pixel_header", "without pixel data")])
+def test_short_pixel_data_fails_at_scan(tmp_path: Path, case: str, reason: str) -> None:
+    """A Pixel Data element or file too short for the frames the header describes fails the file at
+    scan time: the offset is never used to read past the element."""
     p = tmp_path / "gen.dcm"
     _write(p, implicit=False, bits=16, stored=16, signed=0, rows=4, cols=4, frames=2)
-    if case == "undefined_length":
-        _patch_pixel_header(p, length=0xFFFFFFFF)
-    elif case == "short_element":
+    if case == "short_element":
         _patch_pixel_header(p, length=32)  # one frame's worth, the header says two frames
-    elif case == "float_pixel_data":
-        _patch_pixel_header(p, tag=b"\xe0\x7f\x08\x00")
-    elif case == "truncated":
+    elif case == "cut_in_frame_1":
         p.write_bytes(p.read_bytes()[:-20])
-    ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
-    if case == "rgb":
-        ds.SamplesPerPixel = 3
-    elif case == "bits64":
-        ds.BitsAllocated = 64
-    elif case == "frames_zero":
-        ds.NumberOfFrames = 0
-    tsu = uid.UID(_dicom._resolved_syntax(ds))
-    # a pixel data element one frame long, or a file cut inside frame 1, still holds frame 0 (pydicom
-    # reads it the same)
-    partial = case in ("short_element", "truncated")
-    for index in (1,) if partial else (0, 1):
-        assert _dicom._read_native_frame(p, ds, tsu, index) is None
-    if partial:
-        assert _check_against_pydicom(p, ds) == 1
-    if case in ("undefined_length", "short_element", "truncated"):
-        _check_decode_frame(p, ds, monkeypatch)
+    else:
+        data = p.read_bytes()
+        p.write_bytes(data[:data.rindex(b"\xe0\x7f\x10\x00") + 6])
+    found = scan([p])
+    assert not found.series
+    (outcome,) = found.outcomes
+    assert outcome.status == "failed" and reason in outcome.reason, outcome
 
 
-def test_missing_file_same_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_changed_after_the_scan(tmp_path: Path) -> None:
+    """A file cut short or deleted between scan and read: one-line MedcolorError, no wrong pixels."""
     p = tmp_path / "gen.dcm"
-    _write(p, implicit=False, bits=16, stored=12, signed=0, rows=4, cols=4, frames=None)
-    ds = _dicom.read_header(p, "part10").dataset
+    _write(p, implicit=False, bits=16, stored=12, signed=0, rows=4, cols=4, frames=3)
+    series = scan([p]).series[0]
+    p.write_bytes(p.read_bytes()[:-8])
+    with pytest.raises(MedcolorError, match="truncated") as err:
+        read_slice(series.slices[2], series)
+    assert "\n" not in str(err.value)
     os.remove(p)
     with pytest.raises(MedcolorError, match="file not found|cannot read file"):
-        _dicom.decode_frame(p, ds, None)
+        read_slice(series.slices[0], series)
+
+
+def test_a_slice_ref_without_header_is_read_by_its_own_scan(tmp_path: Path) -> None:
+    series = scan([CT_DIR]).series[0]
+    ref = series.slices[0]
+    bare = SliceRef(path=ref.path, frame=ref.frame)
+    np.testing.assert_array_equal(read_slice(bare, series), read_slice(ref, series))

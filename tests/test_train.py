@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medcolor.errors import MedcolorError
-from medcolor.train.checkpoint import FORMAT, load_checkpoint, load_model_options, resolve_model
+from medcolor.nets.checkpoint import FORMAT, load_checkpoint, load_model_options, resolve_model
 from medcolor.train.loop import train
 from tests._cnn_fixtures import make_crops, tiny_config
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import shutil
 import subprocess
 from datetime import datetime
@@ -534,7 +535,7 @@ def test_an_aborted_series_publishes_nothing(tmp_path: Path) -> None:
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
-# --------------------------------------------------------------------------- the per-series encoder
+# --------------------------------------------------------------------------- one template, many instances
 
 
 def _latin1_series(tmp_path: Path) -> Series:
@@ -549,12 +550,37 @@ def _latin1_series(tmp_path: Path) -> Series:
     return make_series(paths, [pydicom.dcmread(src, stop_before_pixels=True) for src in paths])
 
 
-@pytest.mark.parametrize("case", ["ct", "latin1", "deidentify", "image"])
-def test_fast_instance_bytes_equal_pydicom_dcmwrite(tmp_path: Path, case: str) -> None:
-    """The writer encodes the series-constant elements once; every file must still be byte for byte
-    what pydicom's dcmwrite gives for the same dataset."""
-    from pydicom.dataelem import DataElement
+def test_instance_written_to_memory_reads_back() -> None:
+    """The IOD alone: one template, its instance written to memory by dcmwrite and read back."""
+    series = make_series(CT_FILES[:2])
+    sc = RGBSecondaryCapture.from_reference(
+        series.slices[0].dataset, rows=512, columns=512, derivation=DERIVATION, series_number=3,
+        series_instance_uid=pydicom.uid.generate_uid())
+    rgb = structured_rgb(512, 512, 4)
+    when = datetime(2024, 5, 6, 7, 8, 9, 123456)
+    ds = sc.instance(sop_instance_uid="1.2.3.4", instance_number=2, sources=series.slices[1:],
+                     content=when, pixel_data=rgb.tobytes())
+    buf = pydicom.filebase.DicomBytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    back = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    assert back.SOPInstanceUID == back.file_meta.MediaStorageSOPInstanceUID == "1.2.3.4"
+    assert back.file_meta.MediaStorageSOPClassUID == SC_IMAGE_STORAGE
+    assert back.InstanceNumber == 2 and back.SeriesNumber == 3
+    assert (back.ContentDate, back.ContentTime) == ("20240506", "070809.123456")
+    assert [i.ReferencedSOPInstanceUID for i in back.SourceImageSequence] == [series.slices[1].sop_instance_uid]
+    assert back["PixelData"].VR == "OB"
+    np.testing.assert_array_equal(back.pixel_array, rgb)
+    with pytest.raises(ValueError, match="pixel data is"):
+        sc.instance(sop_instance_uid="1.2.3.5", instance_number=1, sources=series.slices[:1],
+                    pixel_data=rgb[:256].tobytes())
+    with pytest.raises(ValueError):
+        sc.instance(sop_instance_uid="1.2.3.é", instance_number=1, sources=series.slices[:1])
 
+
+@pytest.mark.parametrize("case", ["ct", "latin1", "deidentify", "image"])
+def test_each_instance_of_a_series_has_its_own_values(tmp_path: Path, case: str) -> None:
+    """The writer reuses one template per series: every file must still carry its own UIDs, number,
+    source reference and pixels, and nothing of the slice written before it."""
     if case == "latin1":
         series = _latin1_series(tmp_path)
     elif case == "image":
@@ -564,38 +590,65 @@ def test_fast_instance_bytes_equal_pydicom_dcmwrite(tmp_path: Path, case: str) -
         series = make_series(CT_FILES[:3])
     writer = SecondaryCaptureWriter(tmp_path / "out", series, DERIVATION, 4, deidentify=case == "deidentify")
     paths, images = write_series(writer, series)
-    for path, rgb in zip(paths, images):
-        ds = pydicom.dcmread(path)
-        raw = path.read_bytes()
-        ref = pydicom.dcmread(path)
-        ref[0x7FE00010] = DataElement(0x7FE00010, "OB", rgb.tobytes())
-        buf = pydicom.filebase.DicomBytesIO()
-        pydicom.dcmwrite(buf, ref, enforce_file_format=True)
-        assert raw == buf.getvalue(), f"{case}: {path.name} differs from dcmwrite"
-        assert np.array_equal(ds.pixel_array, rgb)
-    # after the first file the per-instance elements are encoded directly: the same bytes as the
-    # template's own dataset for those values, written by pydicom
-    assert writer._encoder is not None and writer._encoder._meta is not None
-    for k in (1, len(paths) - 1):
-        back = pydicom.dcmread(paths[k])
-        content = (None if case == "deidentify" else
-                   datetime.strptime(back.ContentDate + back.ContentTime, "%Y%m%d%H%M%S.%f"))
-        ds = writer.template.instance(sop_instance_uid=back.SOPInstanceUID, instance_number=k + 1,
-                                      sources=[series.slices[k]], content=content)
-        ds[0x7FE00010] = DataElement(0x7FE00010, "OB", images[k].tobytes())
-        buf = pydicom.filebase.DicomBytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-        assert paths[k].read_bytes() == buf.getvalue()
+    outputs = [pydicom.dcmread(p) for p in paths]
+    assert len({ds.SOPInstanceUID for ds in outputs}) == len(paths)
+    assert len({ds.SeriesInstanceUID for ds in outputs}) == 1 and len({ds.StudyInstanceUID for ds in outputs}) == 1
+    for k, (ds, rgb, ref) in enumerate(zip(outputs, images, series.slices)):
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.InstanceNumber == k + 1
+        np.testing.assert_array_equal(ds.pixel_array, rgb)
+        if case == "image":
+            assert "SourceImageSequence" not in ds
+        else:
+            expected = ref.sop_instance_uid if case != "deidentify" else writer._deidentifier.uid(ref.sop_instance_uid)
+            assert [item.ReferencedSOPInstanceUID for item in ds.SourceImageSequence] == [expected]
+        if case == "deidentify":
+            assert ds.ContentDate == "" and ds.ContentTime == ""
+        else:
+            datetime.strptime(ds.ContentDate + ds.ContentTime, "%Y%m%d%H%M%S.%f")
+        if case == "latin1":
+            assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == "Müller^Jürgen"
+            assert "Müller^Jürgen".encode() in paths[k].read_bytes()
+    assert "PixelData" not in writer.template.dataset  # no slice kept between writes
     assert_valid(paths[0])
     assert_valid(paths[-1])
 
 
-def test_direct_encoding_falls_back_to_pydicom_for_non_ascii_source_uids(tmp_path: Path) -> None:
-    """A source UID that is not plain ASCII (a malformed source) is written as pydicom writes it."""
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")  # pydicom reading the leading zero
+def test_a_source_uid_that_is_not_a_uid_fails_before_anything_is_written(tmp_path: Path) -> None:
     series = make_series(CT_FILES[:3])
-    series.slices[2] = dataclasses.replace(series.slices[2], sop_instance_uid="1.2.3.\u00e9")
-    writer = SecondaryCaptureWriter(tmp_path / "out", series, DERIVATION, 4)
-    assert writer._encoder is None
-    paths, _ = write_series(writer, series)
-    back = pydicom.dcmread(paths[2])
-    assert back.SourceImageSequence[0].ReferencedSOPInstanceUID == "1.2.3.\u00e9"
+    bad = series.slices[2]
+    series.slices[2] = dataclasses.replace(bad, sop_instance_uid="1.2.3.\u00e9")
+    with pytest.raises(MedcolorError, match="not a valid UID") as info:
+        SecondaryCaptureWriter(tmp_path / "out", series, DERIVATION, 4)
+    assert str(bad.path) in str(info.value) and "--deidentify" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    # de-identified, the reference is a new UID: written and valid
+    paths, _ = write_series(SecondaryCaptureWriter(tmp_path / "deid", series, DERIVATION, 4, deidentify=True),
+                            series)
+    assert_valid(paths[2])
+    # a leading-zero component (common in real archives) is referenced verbatim: it must match the source
+    series.slices[2] = dataclasses.replace(bad, sop_instance_uid="1.2.840.0123.5")
+    paths, _ = write_series(SecondaryCaptureWriter(tmp_path / "zero", series, DERIVATION, 4), series)
+    assert pydicom.dcmread(paths[2]).SourceImageSequence[0].ReferencedSOPInstanceUID == "1.2.840.0123.5"
+
+
+def test_multiframe_frames_in_slice_order_with_a_missing_slice(tmp_path: Path) -> None:
+    """Frames arrive out of order and one slice never arrives (unreadable): the file holds the others
+    in slice order, each referencing its own source, and the spool is gone."""
+    series = make_series(CT_FILES[:5])
+    writer = SecondaryCaptureWriter(tmp_path, series, DERIVATION, 3, multiframe=True)
+    images = {i: structured_rgb(512, 512, 40 + i) for i in range(5)}
+    for i in (4, 0, 3, 1):  # slice 2 missing
+        writer.write(i, series.slices[i], images[i])
+    paths = writer.close()
+    ds = pydicom.dcmread(paths[0])
+    assert ds.NumberOfFrames == 4
+    np.testing.assert_array_equal(ds.pixel_array, np.stack([images[i] for i in (0, 1, 3, 4)]))
+    assert [item.ReferencedSOPInstanceUID for item in ds.SourceImageSequence] == \
+        [series.slices[i].sop_instance_uid for i in (0, 1, 3, 4)]
+    assert [float(v) for v in ds.SliceLocationVector] == \
+        [float(series.slices[i].dataset.ImagePositionPatient[2]) for i in (0, 1, 3, 4)]
+    assert visible_files(tmp_path) == paths
+    assert "PixelData" not in writer.template.dataset
+    assert_valid(paths[0])

@@ -1,6 +1,6 @@
 """``cnn`` backend: an encoder-decoder trained by ``medcolor train`` predicts ab from L.
 
-The network (``medcolor.colorizers._nets.LumaPriorUNet``) sees a copy of each slice resized to the
+The network (``medcolor.nets.unet.LumaPriorUNet``) sees a copy of each slice resized to the
 model resolution (``model_size``, from the checkpoint; area averaging, so a 4096x4096 slice costs one
 cheap downscale and never a full-resolution network pass). Its output has two parts: the per-pixel
 L -> ab curves (training-set prior + per-image curve from global context), evaluated on the source L
@@ -9,7 +9,7 @@ spatial residual predicted at the model resolution and upsampled. ``colorize`` r
 chroma resolution; the pipeline upsamples it and joins it to the untouched full-resolution L.
 
 Options (the pipeline reads the checkpoint and passes its contents; the backend never reads files):
-``manifest`` (dict) and ``state_dict`` (tensors) from :func:`medcolor.train.checkpoint.load_checkpoint`,
+``manifest`` (dict) and ``state_dict`` (tensors) from :func:`medcolor.nets.checkpoint.load_model_options`,
 ``model_label`` (name shown in provenance), ``max_chroma_pixels`` (default 2048*2048).
 Batched on any device; autocast (float16) on CUDA only.
 """
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medcolor.colorizers.base import Colorizer, check_L
-from medcolor.errors import MedcolorError
+from medcolor.nets.checkpoint import network_from_options
 from medcolor.types import SeriesContext
 
 __all__ = ["CnnColorizer", "predict_ab"]
@@ -71,26 +71,9 @@ class CnnColorizer(Colorizer):
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         super().__init__(device=device, **options)
-        if options.get("model") is not None and options.get("manifest") is None:
-            from medcolor.train.checkpoint import load_model_options  # API convenience (not the pipeline path)
-
-            options.update(load_model_options(options["model"]))
-        manifest, state = options.get("manifest"), options.get("state_dict")
-        if manifest is None or state is None:
-            from medcolor.train.checkpoint import load_model_options
-
-            options.update(load_model_options(None))
-            manifest, state = options["manifest"], options["state_dict"]
-        from medcolor.train.checkpoint import build_model, state_sha256
-
-        if state_sha256(state) != manifest.get("weights_sha256"):
-            raise MedcolorError("model weights do not match their manifest sha256", where="--model",
-                                hint="reload the checkpoint from disk")
-        self.manifest: dict[str, Any] = dict(manifest)
-        self.net = build_model(manifest, state).to(self.device)
-        self.model_size = int(manifest.get("model_size", 128))
+        self.manifest, self.net, self.model_label = network_from_options(options, "cnn", self.device)
+        self.model_size = int(self.manifest.get("model_size", 128))
         self.max_chroma_pixels = int(options.get("max_chroma_pixels") or 2048 * 2048)
-        self.model_label = str(options.get("model_label") or manifest.get("name") or "custom")
 
     def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
         """Nothing per series: the network adapts per image (its global-context branch)."""

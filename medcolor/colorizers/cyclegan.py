@@ -13,7 +13,7 @@ Lab of G_color's colour image (its own L, 3 channels); the pipeline writes that 
 report's ΔL shows how far its lightness is from the source.
 
 Options (the pipeline reads the checkpoint; the backend never reads files): ``manifest`` and
-``state_dict`` from :func:`medcolor.train.checkpoint.load_checkpoint`, ``model_label``,
+``state_dict`` from :func:`medcolor.nets.checkpoint.load_model_options`, ``model_label``,
 ``infer_size``.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from medcolor.color import srgb_to_lab
 from medcolor.colorizers.base import Colorizer, check_L
-from medcolor.errors import MedcolorError
+from medcolor.nets.checkpoint import network_from_options
 from medcolor.types import SeriesContext
 
 __all__ = ["CycleGanColorizer"]
@@ -41,25 +41,9 @@ class CycleGanColorizer(Colorizer):
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         super().__init__(device=device, **options)
-        from medcolor.train.checkpoint import build_model, load_model_options, state_sha256
-        from medcolor.train.cyclegan import ARCH
-
-        if options.get("manifest") is None or options.get("state_dict") is None:
-            if options.get("model") is None:
-                raise MedcolorError("the cyclegan backend needs a model", where="--model",
-                                    hint="train one with `medcolor train --method cyclegan` and pass --model PATH")
-            options.update(load_model_options(options["model"], "cyclegan"))
-        manifest, state = options["manifest"], options["state_dict"]
-        if manifest.get("architecture") != ARCH:
-            raise MedcolorError(f"not a cyclegan model (architecture {manifest.get('architecture')!r})", where="--model",
-                                hint="give a checkpoint from `medcolor train --method cyclegan`, or use --method cnn")
-        if state_sha256(state) != manifest.get("weights_sha256"):
-            raise MedcolorError("model weights do not match their manifest sha256", where="--model",
-                                hint="reload the checkpoint from disk")
-        self.manifest: dict[str, Any] = dict(manifest)
-        self.net = build_model(manifest, state).to(self.device)
-        self.infer_size = int(options.get("infer_size") or manifest.get("work_size") or 256)
-        self.model_label = str(options.get("model_label") or manifest.get("name") or "custom")
+        self.manifest, self.net, self.model_label = network_from_options(options, "cyclegan", self.device,
+                                                                         use_default=False)
+        self.infer_size = int(options.get("infer_size") or self.manifest.get("work_size") or 256)
         self.l_lock = bool(options.get("l_lock", True))
 
     def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:

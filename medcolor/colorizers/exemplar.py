@@ -1,153 +1,89 @@
-"""``exemplar`` backend: chroma from a reference photo, after Welsh, Ashikhmin & Mueller (2002),
-"Transferring color to greyscale images" (SIGGRAPH), made deterministic, vectorised and consistent
-over a whole series.
+"""``exemplar`` backend: chroma from a reference photo (e.g. raw meat), deterministic and consistent over a
+whole series. Modes (``mode`` option, ``--exemplar-mode``):
 
-Welsh et al. match every target pixel to one of ~200 jittered reference samples by a 50/50 weighted
-distance of luminance and 5×5 luminance standard deviation, after remapping the reference luminance
-by mean/std onto the target's. Here:
+* ``auto`` (default): ``tissue`` for a series in Hounsfield units (CT with a linear HU window), ``welsh``
+  for everything else (MR, X-ray, NIfTI without HU, photos); the report says which ran and why.
+* ``tissue``: colour follows the CT's Hounsfield classes. The photo is split into named populations
+  (lean, fat, connective, background: :mod:`medcolor.colorizers.populations`); each Hounsfield class
+  (air, lung, fat, water, muscle, contrast, bone: :mod:`medcolor.colorizers.hounsfield`) takes the
+  population an anatomical map gives it (muscle -> lean, fat -> fat, bone -> connective, ...;
+  ``--tissue-map FILE`` overrides it), with Welsh matching inside the class
+  (:mod:`medcolor.colorizers.tissue`), blended across soft class borders. In CT, fat is darker than
+  muscle; in a photo of meat it is lighter: keyed on lightness alone (``welsh``) fat would take the
+  lean's red.
+* ``gram``: ``tissue``, then refined by neural style transfer from the photo (VGG-19 Gram matrices, a*,
+  b* only) on a few sample slices and distilled back into the same table (:mod:`medcolor.colorizers.gram`).
+* ``welsh``: Welsh et al. (2002): chroma keyed on luminance and 5×5 texture over the whole photo
+  (:mod:`medcolor.colorizers.welsh`).
+* ``reinhard``: Reinhard et al. (2001) global colour transfer in Lab: ab_out = (ab_t - μ_t) σ_r/σ_t + μ_r.
+  A grayscale target has ab_t = 0 and σ_t = 0, so the output is the reference's mean a/b on every
+  pixel — a flat tint (a known trap); kept as the simple global alternative, with a warning.
 
-1. **Reference statistics** (once, at construction): the reference sRGB photo -> CIE-Lab (D65) with
-   ``medcolor.color.srgb_to_lab``. References larger than ``max_reference_pixels`` are shrunk with area
-   averaging (cv2.INTER_AREA) first.
-2. **Luminance remapping** (``prepare``, once per series, from ``sample_L``): *quantile* (histogram)
-   matching: a reference pixel whose L has mid-rank CDF value u gets the target series' L quantile at
-   u. Mean/std remapping (Welsh) assumes one roughly Gaussian mode; CT is bimodal (air/lung vs tissue,
-   plus clipped pixels at L 0 and 100), so a linear remap would put most reference pixels where the
-   target has none. Saturated target pixels (L <= 0.5 or >= 99.5, i.e. outside the window) carry no
-   information and are left out of the target distribution. The 5×5 local standard deviation is then
-   computed on the *remapped* reference L and rank-matched the same way onto the target series'
-   texture distribution, so "smooth" and "textured" mean the same in both images.
-3. **Matching table** (``prepare``): instead of a per-pixel search, reference pixels are splatted
-   (bilinearly) onto a 2-D grid of (L: 0..100 in 101 nodes) × (local std: 0..s_max in 33 nodes; s_max
-   is the series' 99th percentile of local std), accumulating counts and a/b sums. Both axes are
-   smoothed with the same Gaussian in node units (σ = 1.5 nodes), which is the table form of Welsh's
-   50/50 luminance/texture distance. Each cell's a/b is the smoothed mean, shrunk towards a 1-D L -> ab
-   table (same data summed over texture, smoothed along L, empty L ranges filled from the nearest
-   filled node) with a prior weight, so cells with few or no reference pixels fall back smoothly: the
-   table has no holes and no NaN.
-4. **Colouring** (``colorize``): one box-filter pass for the target's 5×5 local std (on L and L²),
-   rounded to a *texture level* of 1/8 of a table node (``TEXTURE_SUBSTEPS``; the table is smoothed
-   over 1.5 nodes, so the rounding moves a/b by a small fraction of the smoothing), then a bilinear
-   look-up of the table (``grid_sample``) at (L, level) -> ab at full resolution. The mapping depends
-   only on the series (fixed in ``prepare``) and on each pixel's L and texture level
-   (``pixel_keys``), so it is deterministic, identical for every slice of the series, and the
-   pipeline can tabulate it once per series over the (L, level) pairs that can occur.
+``tissue`` and ``gram`` asked for on a series that is not in Hounsfield units fall back to ``welsh`` with a
+warning in the report (a batch may mix CT with MR or X-ray: the other series are still coloured).
 
-``mode="reinhard"`` is Reinhard et al. (2001) global colour transfer in Lab: ab_out = (ab_t - μ_t) σ_r/σ_t
-+ μ_r. A grayscale target has ab_t = 0 and σ_t = 0, so the output is the reference's mean a/b on every
-pixel — a flat tint (a known trap). It is kept as the simple global alternative and says so in its
-provenance and in ``warnings``.
+Every mode but ``reinhard`` is one (L, texture level) -> ab table per series, built in ``prepare``; the
+chroma at a pixel depends only on its L and the texture level of its 5×5 neighbourhood (``pixel_keys``),
+so the pipeline tabulates it once per series (integer HU × texture level) and every slice shares it.
+In ``tissue`` and ``gram`` the HU value, hence the class, is a function of L inside the window's ramp
+(``hounsfield.hu_from_l``); outside it L is 0 or 100, where no chroma survives the gamut map.
 """
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from medcolor.color import srgb_to_lab
+from medcolor.color import gamut_map_chroma, lab_to_rgb8, srgb_to_lab
+from medcolor.colorizers import welsh
 from medcolor.colorizers.base import Colorizer, PixelKeys, check_L, local_mean_std, texture_level
+from medcolor.colorizers.hounsfield import DEFAULT_MAP, describe_map, parse_tissue_map
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
 
-__all__ = ["ExemplarColorizer"]
+__all__ = ["ExemplarColorizer", "MODES", "read_exemplar_files"]
 
-MODES = ("welsh", "reinhard")
-NEIGHBOURHOOD = 5
-N_L = 101           # L nodes 0, 1, ..., 100
-N_S = 33            # std nodes 0 .. s_max
-N_QUANTILES = 1025  # quantiles used for the L and texture remapping
-TEXTURE_SUBSTEPS = 8  # texture levels per table node along the std axis
-SMOOTH_SIGMA = 1.5  # Gaussian σ of the table smoothing, in nodes (both axes)
-PRIOR_FRACTION = 0.1  # prior weight of the 1-D table, as a fraction of the mean count per cell
+MODES = ("auto", "welsh", "reinhard", "tissue", "gram")
 REINHARD_WARNING = ("exemplar mode 'reinhard' is a global tint: a grayscale target has no chroma "
                     "spread, so every pixel gets the reference's mean a/b (Reinhard et al. 2001); use "
-                    "mode 'welsh' for colour that follows luminance and texture")
+                    "mode 'welsh' or 'tissue' for colour that follows the image")
 
 
-def _quantiles(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``k`` evenly spaced quantiles (0..1, linear interpolation) of the 1-D tensor ``x``."""
-    xs = torch.sort(x).values
-    pos = torch.linspace(0, xs.numel() - 1, k, device=x.device, dtype=torch.float64)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp(max=xs.numel() - 1)
-    frac = (pos - lo.double()).float()
-    return xs[lo] * (1 - frac) + xs[hi] * frac
-
-
-def _match_quantiles(source: torch.Tensor, target_q: torch.Tensor) -> torch.Tensor:
-    """Map every value of 1-D ``source`` onto the distribution given by ``target_q`` (``k`` evenly
-    spaced quantiles) by its mid-rank CDF value (ties get the same output)."""
-    xs = torch.sort(source).values
-    n = xs.numel()
-    left = torch.searchsorted(xs, source, right=False).double()
-    right = torch.searchsorted(xs, source, right=True).double()
-    u = ((left + right) / 2.0) / n                     # mid-rank CDF in (0, 1)
-    k = target_q.numel()
-    pos = (u * (k - 1)).clamp(0, k - 1)
-    lo = pos.floor().long().clamp(max=k - 1)
-    hi = (lo + 1).clamp(max=k - 1)
-    frac = (pos - lo.double()).float()
-    return target_q[lo] * (1 - frac) + target_q[hi] * frac
-
-
-def _gauss_kernel(sigma: float, device: torch.device) -> torch.Tensor:
-    radius = max(1, int(round(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float64)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
-def _smooth(grid: torch.Tensor, sigma: float, dims: tuple[int, ...]) -> torch.Tensor:
-    """Separable Gaussian smoothing of ``grid`` [C, S, L] along the given spatial dims (1 = std,
-    2 = L), replicate padding (no mass leaks through the edges' meaning)."""
-    k = _gauss_kernel(sigma, grid.device)
-    r = (k.numel() - 1) // 2
-    x = grid[None]                                     # [1, C, S, L]
-    C = x.shape[1]
-    if 2 in dims:
-        x = F.pad(x, (r, r, 0, 0), mode="replicate")
-        x = F.conv2d(x, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    if 1 in dims:
-        x = F.pad(x, (0, 0, r, r), mode="replicate")
-        x = F.conv2d(x, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
-    return x[0]
-
-
-def _fill_nearest(values: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """1-D fill: every node of ``values`` [C, n] whose ``filled`` [n] is False takes the value of the
-    nearest filled node (ties: the lower one)."""
-    idx = torch.nonzero(filled).flatten()
-    if idx.numel() == 0:
-        return torch.zeros_like(values)
-    n = values.shape[-1]
-    pos = torch.arange(n, device=values.device)
-    nearest = idx[(pos[:, None] - idx[None, :]).abs().argmin(dim=1)]
-    return values[:, nearest]
+def _hu_ready(ctx: SeriesContext) -> bool:
+    """A series whose L can be turned back into Hounsfield units: HU values under a linear window."""
+    return bool(ctx.is_hu) and ctx.window.units == "HU" and ctx.window.width > 1.0
 
 
 class ExemplarColorizer(Colorizer):
-    """Chroma from a reference photo keyed by luminance and 5×5 texture (see the module docstring).
+    """Chroma from a reference photo (see the module docstring).
 
     Options: ``reference_rgb`` uint8 [H,W,3] sRGB (required), ``reference_sha256`` hex string of the
     reference file (recorded in provenance; when missing, the sha256 of the pixel bytes is used and
-    the parameters say so), ``mode`` "welsh" (default) | "reinhard", ``max_reference_pixels``
-    (default 262144; larger references are shrunk).
+    the parameters say so), ``mode`` (``MODES``, default "auto"), ``max_reference_pixels`` (default
+    262144; larger references are shrunk), ``tissue_map`` (class -> population overrides, as
+    :func:`medcolor.colorizers.hounsfield.parse_tissue_map` takes them) and ``tissue_map_label`` (where it
+    came from), ``vgg19_state`` (a torchvision VGG-19 state dict, gram mode), ``vgg19_label`` (its file
+    name) and ``vgg19_sha256``, ``gram_steps``, ``gram_size``, ``gram_slices`` (see ``gram``).
     """
 
     name = "exemplar"
-    summary = "chroma from a reference photo keyed by luminance and 5x5 texture (Welsh et al. 2002)"
-    option_names = ("reference_rgb", "reference_sha256", "mode", "max_reference_pixels")
+    summary = ("chroma from a reference photo: by Hounsfield class and tissue population on CT (tissue), "
+               "by luminance and 5x5 texture elsewhere (Welsh et al. 2002)")
+    option_names = ("reference_rgb", "reference_sha256", "mode", "max_reference_pixels", "tissue_map",
+                    "tissue_map_label", "vgg19_state", "vgg19_label", "vgg19_sha256", "gram_steps", "gram_size",
+                    "gram_slices")
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         super().__init__(device, **options)
-        mode = (options.get("mode") or "welsh").strip().lower()
+        mode = (options.get("mode") or "auto").strip().lower()
         if mode not in MODES:
             raise MedcolorError(f"unknown exemplar mode {mode!r}", where="--exemplar-mode",
                                 hint=f"use one of {', '.join(MODES)}")
         self.mode = mode
+        self._check_mode_options(options)
         rgb = options.get("reference_rgb")
         if rgb is None:
             raise MedcolorError("the exemplar backend needs a reference colour photo", where="--ref",
@@ -157,29 +93,55 @@ class ExemplarColorizer(Colorizer):
         self._sha_from_pixels = not sha
         self.reference_sha256: str = sha or hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()
         ref = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(self.device).permute(2, 0, 1)[None]
-        lab = srgb_to_lab(ref.float() / 255.0)                 # [1,3,h,w] float32
+        self._ref_rgb01 = ref.float() / 255.0                  # [1,3,h,w]
+        lab = srgb_to_lab(self._ref_rgb01)                     # [1,3,h,w] float32
+        self._ref_lab = lab[0]
         self._ref_L = lab[:, :1]                               # [1,1,h,w]
         self._ref_ab = lab[0, 1:].reshape(2, -1)               # [2, n]
-        self._ref_shape = tuple(rgb.shape[:2])
         self._ref_mean_ab = self._ref_ab.mean(dim=1)           # [2]
-        chroma = self._ref_ab.norm(dim=0)
-        self.reference_mean_chroma = float(chroma.mean())
-        self._base_warnings: list[str] = []
-        if self.reference_mean_chroma < 3.0:
-            self._base_warnings.append(
-                "exemplar: the reference has almost no colour "
-                f"(mean chroma {self.reference_mean_chroma:.1f}); "
-                "the output will be nearly gray")
-        if float(self._ref_L.std(correction=0)) < 2.0:
-            self._base_warnings.append("exemplar: the reference has almost no luminance variation; "
-                                       "colour cannot follow the target's luminance")
-        if self.mode == "reinhard":
-            self._base_warnings.append(REINHARD_WARNING)
+        self.reference_mean_chroma = float(self._ref_ab.norm(dim=0).mean())
+        self.tissue_map = parse_tissue_map(options.get("tissue_map") or {}, where=self._map_where())
+        self._gram_net = None
+        if mode == "gram":
+            from medcolor.colorizers.gram import vgg19
+
+            name, sha = options.get("vgg19_label") or "", options.get("vgg19_sha256") or ""
+            state = options.get("vgg19_state")
+            label = "" if state is None else f"file {name} sha256 {sha[:16]}" if sha else f"file {name}"
+            self._gram_net = vgg19(state, where=f"--vgg19-weights {name}".strip(), label=label)
+        self._populations = None                               # split on first use (tissue/gram)
+        self._base_warnings = self._reference_warnings()
         self.warnings = list(self._base_warnings)
-        self._table: torch.Tensor | None = None                # [1, 2, N_S, N_L]
+        self._table: torch.Tensor | None = None                # [1, 2, N_S, n_L]
         self._s_max: float = 1.0
         self._prepared = False
+        self.active_mode = mode                                # the mode that ran on the last series
+        self.mode_reason = "asked for" if mode != "auto" else ""
         self._series_info: dict[str, Any] = {}
+
+    def _map_where(self) -> str:
+        label = self.options.get("tissue_map_label")
+        return f"--tissue-map {label}" if label else "--tissue-map"
+
+    def _check_mode_options(self, options: dict[str, Any]) -> None:
+        if options.get("tissue_map") is not None and self.mode in ("welsh", "reinhard"):
+            raise MedcolorError(f"a tissue map is used by the tissue and gram modes, not {self.mode}",
+                                where="--tissue-map", hint="drop --tissue-map or use --exemplar-mode auto or tissue")
+        if options.get("vgg19_state") is not None and self.mode != "gram":
+            raise MedcolorError(f"VGG-19 weights are used by the gram mode only, not {self.mode}",
+                                where="--vgg19-weights", hint="drop --vgg19-weights or use --exemplar-mode gram")
+
+    def _reference_warnings(self) -> list[str]:
+        out: list[str] = []
+        if self.reference_mean_chroma < 3.0:
+            out.append("exemplar: the reference has almost no colour "
+                       f"(mean chroma {self.reference_mean_chroma:.1f}); the output will be nearly gray")
+        if float(self._ref_L.std(correction=0)) < 2.0:
+            out.append("exemplar: the reference has almost no luminance variation; "
+                       "colour cannot follow the target's luminance")
+        if self.mode == "reinhard":
+            out.append(REINHARD_WARNING)
+        return out
 
     @staticmethod
     def _check_reference(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -200,24 +162,51 @@ class ExemplarColorizer(Colorizer):
             rgb = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
         return rgb
 
+    @property
+    def populations(self):
+        """The reference's named populations (:class:`~medcolor.colorizers.populations.ReferencePopulations`)."""
+        if self._populations is None:
+            from medcolor.colorizers.populations import split_reference
+
+            self._populations = split_reference(self._ref_lab)
+        return self._populations
+
     # ------------------------------------------------------------------ series state
+    def _choose_mode(self, ctx: SeriesContext) -> tuple[str, str]:
+        if self.mode in ("welsh", "reinhard"):
+            return self.mode, "asked for"
+        if _hu_ready(ctx):
+            return ("tissue", "auto: the series is in Hounsfield units") if self.mode == "auto" \
+                else (self.mode, "asked for")
+        why = (f"the series is not in Hounsfield units ({ctx.modality}, window {ctx.window.describe()}), so its "
+               "lightness says nothing about tissue class")
+        if self.mode == "auto":
+            return "welsh", f"auto: {why}; luminance and texture"
+        self.warnings.append(f"exemplar mode {self.mode} needs a CT in Hounsfield units: {why}; welsh ran instead")
+        return "welsh", f"{self.mode} asked for, but {why}"
+
     def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
-        """Remap the reference onto the series' L and texture distributions and build the (L, std) ->
-        ab table; every slice of the series then shares it."""
+        """Build the series' (L, texture) -> ab table in the mode that fits the series; every slice of the
+        series then shares it."""
         self.warnings = list(self._base_warnings)
+        self.active_mode, self.mode_reason = self._choose_mode(ctx)
+        self._series_info = {}
         with torch.no_grad():
             S = check_L(sample_L, self.device)
-            if self.mode == "reinhard":
-                self._series_info = {"target_mean_L": float(S.mean()),
-                                     "target_std_L": float(S.std(correction=0))}
-                self._prepared = True
-                return
-            self._build_table(S)
+            if self.active_mode == "reinhard":
+                self._series_info = {"target_mean_L": float(S.mean()), "target_std_L": float(S.std(correction=0))}
+            else:
+                L_t, s_t = self._series_stats(S)
+                if self.active_mode == "welsh":
+                    self._build_welsh(L_t, s_t)
+                else:
+                    self._build_tissue(S, L_t, s_t, ctx)
         self._prepared = True
 
-    def _build_table(self, S: torch.Tensor) -> None:
-        dev = self.device
-        _, s_t = local_mean_std(S, NEIGHBOURHOOD)
+    def _series_stats(self, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample's informative pixels (L strictly inside 0..100) and their 5×5 local std; sets s_max (the
+        99th percentile of that std, at least 1)."""
+        _, s_t = local_mean_std(S, welsh.NEIGHBOURHOOD)
         Lt, st = S.flatten(), s_t.flatten()
         informative = (Lt > 0.5) & (Lt < 99.5)
         if int(informative.sum()) < 16:   # everything clipped (or a constant image): use all pixels
@@ -228,49 +217,47 @@ class ExemplarColorizer(Colorizer):
         if Lt.numel() > 4_000_000:        # deterministic thinning of very large samples
             step = int(np.ceil(Lt.numel() / 4_000_000))
             Lt, st = Lt[::step], st[::step]
-        q_L = _quantiles(Lt, N_QUANTILES)
-        q_s = _quantiles(st, N_QUANTILES)
-        s_max = max(float(q_s[int(0.99 * (N_QUANTILES - 1))]), 1.0)
+        q_s = welsh.quantiles(st)
+        self._s_max = max(float(q_s[int(0.99 * (welsh.N_QUANTILES - 1))]), 1.0)
+        return Lt, st
 
-        # reference luminance remapped onto the series, texture measured on the remapped image
-        ref_L = _match_quantiles(self._ref_L.flatten(), q_L).view_as(self._ref_L)
-        _, ref_s = local_mean_std(ref_L, NEIGHBOURHOOD)
-        ref_s = _match_quantiles(ref_s.flatten(), q_s)
-        # the table itself is small: build it on the CPU in float64, so it is bit-for-bit reproducible
-        # (no float atomics as in CUDA index_add_) and the same whatever the device
-        cpu = torch.device("cpu")
-        ref_L = ref_L.flatten().to(cpu, torch.float64)
-        ref_s = ref_s.to(cpu, torch.float64)
+    def _build_welsh(self, Lt: torch.Tensor, st: torch.Tensor) -> None:
+        """Whole-photo Welsh table: the reference L remapped onto the series', its texture measured on the
+        remapped image and rank-matched onto the series' texture."""
+        ref_L = welsh.match_quantiles(self._ref_L.flatten(), welsh.quantiles(Lt)).view_as(self._ref_L)
+        _, ref_s = local_mean_std(ref_L, welsh.NEIGHBOURHOOD)
+        ref_s = welsh.match_quantiles(ref_s.flatten(), welsh.quantiles(st))
+        table = welsh.splat_table(ref_L.flatten(), ref_s, self._ref_ab, self._s_max)
+        self._table = table[None].to(self.device, torch.float32).contiguous()
+        self._series_info = {"s_max": self._s_max}
 
-        # bilinear splat of reference pixels onto the (std, L) grid: channels count, a*count, b*count
-        x = (ref_L / 100.0).clamp(0, 1) * (N_L - 1)
-        y = (ref_s / s_max).clamp(0, 1) * (N_S - 1)
-        x0 = x.floor().clamp(max=N_L - 2)
-        y0 = y.floor().clamp(max=N_S - 2)
-        fx, fy = x - x0, y - y0
-        x0, y0 = x0.long(), y0.long()
-        ab = self._ref_ab.to(cpu, torch.float64)
-        values = torch.cat([torch.ones(1, ref_L.numel(), dtype=torch.float64), ab], dim=0)  # [3, n]
-        grid = torch.zeros(3, N_S * N_L, dtype=torch.float64)
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                index = (y0 + dy) * N_L + (x0 + dx)
-                grid.index_add_(1, index, values * (wy * wx)[None])
-        grid = grid.view(3, N_S, N_L)
+    def _build_tissue(self, S: torch.Tensor, Lt: torch.Tensor, st: torch.Tensor, ctx: SeriesContext) -> None:
+        from medcolor.colorizers.populations import NAMES
+        from medcolor.colorizers.tissue import build_tissue_tables, legend
 
-        # 1-D L -> ab table (texture summed out), smoothed along L, gaps filled from the nearest node
-        line = _smooth(grid.sum(dim=1, keepdim=True), SMOOTH_SIGMA, dims=(2,))[:, 0]     # [3, N_L]
-        filled = line[0] > 1e-3
-        line_ab = line[1:] / line[0].clamp(min=1e-12)
-        line_ab = torch.where(filled[None], line_ab, _fill_nearest(line_ab, filled))  # [2, N_L]
+        pops = self.populations
+        self.warnings.extend(f"exemplar: {w}" for w in pops.warnings)
+        _, ref_s = local_mean_std(self._ref_L, welsh.NEIGHBOURHOOD)
+        tables = build_tissue_tables(pops, self._ref_L.flatten(), ref_s.flatten(), self._ref_ab, self.tissue_map,
+                                     Lt, st, self._s_max, ctx.window, ctx.inverted)
+        self.warnings.extend(f"exemplar: {w}" for w in tables.warnings)
+        table = tables.table
+        gram_info: dict[str, Any] = {}
+        if self.active_mode == "gram":
+            from medcolor.colorizers import gram
 
-        # 2-D table: smoothed cell means shrunk towards the 1-D table (prior weight lam)
-        smooth = _smooth(grid, SMOOTH_SIGMA, dims=(1, 2))                               # [3, N_S, N_L]
-        lam = max(1.0, PRIOR_FRACTION * ref_L.numel() / (N_S * N_L))
-        table = (smooth[1:] + lam * line_ab[:, None, :]) / (smooth[0][None] + lam)
-        self._table = table[None].to(dev, torch.float32).contiguous()                  # [1,2,N_S,N_L]
-        self._s_max = s_max
-        self._series_info = {"s_max": s_max}
+            labels = torch.from_numpy(pops.labels.astype(np.int64))
+            index = {name: i for i, name in enumerate(NAMES)}
+            table, gram_info = gram.refine(
+                table, welsh.texture_keys(self._s_max), S, self._ref_rgb01, labels,
+                [index.get(c.population) for c in tables.classes], self._gram_net, ctx.window, ctx.inverted,
+                steps=int(self.options.get("gram_steps") or gram.GRAM_STEPS),
+                size=int(self.options.get("gram_size") or gram.GRAM_SIZE),
+                n_slices=int(self.options.get("gram_slices") or gram.GRAM_SLICES))
+            tables.table = table
+        self._table = table.to(self.device, torch.float32).contiguous()
+        self._series_info = {"s_max": self._s_max, "gram": gram_info,
+                             "legend": legend(tables, ctx.window, ctx.inverted, _encode)}
 
     # ------------------------------------------------------------------ per batch
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
@@ -279,47 +266,87 @@ class ExemplarColorizer(Colorizer):
             raise RuntimeError("ExemplarColorizer.colorize() called before prepare()")
         L = check_L(L, self.device)
         B, _, H, W = L.shape
-        if self.mode == "reinhard":
+        if self.active_mode == "reinhard":
             return self._ref_mean_ab.view(1, 2, 1, 1).expand(B, 2, H, W).clone()
-        return self._lookup(L, texture_level(L, self._keys()))
-
-    def _keys(self) -> PixelKeys:
-        levels = TEXTURE_SUBSTEPS * (N_S - 1)
-        return PixelKeys(texture_size=NEIGHBOURHOOD, texture_scale=levels / self._s_max,
-                         texture_levels=levels + 1)
-
-    def _lookup(self, L: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """Bilinear look-up of the table at (L, texture level), both [B,1,H,W] -> ab [B,2,H,W]."""
-        gx = L * (2.0 / 100.0) - 1.0
-        gy = level * (2.0 / (TEXTURE_SUBSTEPS * (N_S - 1))) - 1.0
-        grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)             # [B,H,W,2] (x=L, y=std)
-        table = self._table.expand(L.shape[0], -1, -1, -1)
-        return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return welsh.lookup(self._table, L, texture_level(L, welsh.texture_keys(self._s_max)))
 
     def pixel_keys(self) -> PixelKeys | None:
         if not self._prepared:
             return None
-        return PixelKeys() if self.mode == "reinhard" else self._keys()
+        return PixelKeys() if self.active_mode == "reinhard" else welsh.texture_keys(self._s_max)
 
     def colorize_keys(self, L: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
-        if self.mode == "reinhard" or level is None:
+        if self.active_mode == "reinhard" or level is None:
             return super().colorize_keys(L, level)
-        return self._lookup(check_L(L, self.device), check_L(level, self.device))
+        return welsh.lookup(self._table, check_L(L, self.device), check_L(level, self.device))
 
     # ------------------------------------------------------------------ provenance
     def provenance(self) -> dict[str, Any]:
-        if self.mode == "reinhard":
+        mode = self.active_mode
+        if mode == "reinhard":
             params: dict[str, Any] = {"mode": "reinhard", "transfer": "global tint",
                                       "luminance_remap": "mean/std (L kept)",
                                       "mean_ab": f"{float(self._ref_mean_ab[0]):.1f},"
                                                  f"{float(self._ref_mean_ab[1]):.1f}"}
         else:
-            params = {"mode": "welsh", "neighbourhood": NEIGHBOURHOOD, "luminance_remap": "quantile",
-                      "texture_remap": "quantile", "table_bins": f"{N_L}x{N_S}",
-                      "texture_levels": TEXTURE_SUBSTEPS * (N_S - 1) + 1}
+            params = {"mode": mode, "neighbourhood": welsh.NEIGHBOURHOOD, "luminance_remap": "quantile",
+                      "texture_remap": "quantile", "table_bins": f"{self._table_width()}x{welsh.N_S}",
+                      "texture_levels": welsh.TEXTURE_SUBSTEPS * (welsh.N_S - 1) + 1}
             if self._prepared:
                 params["std_max"] = round(self._s_max, 2)
+        if self.mode_reason:
+            params["mode_reason"] = self.mode_reason
+        out: dict[str, Any] = {"method": f"exemplar ({mode})", "parameters": params,
+                               "reference_sha256": self.reference_sha256, "model_sha256": None}
+        if mode in ("tissue", "gram"):
+            params["populations"] = ", ".join(f"{p['name']} {100 * p['share']:.0f}%"
+                                              for p in self.populations.describe())
+            source = "default" if self.tissue_map == DEFAULT_MAP else self.options.get("tissue_map_label") or "custom"
+            params["tissue_map"] = f"{source} {describe_map(self.tissue_map)}"
+            if mode == "gram":
+                params["vgg19"] = self._gram_net.source
+                params.update({f"gram_{k}": v for k, v in self._series_info.get("gram", {}).items()})
+            out["tissue"] = self._tissue_report()
         if self._sha_from_pixels:
             params["reference_hash"] = "pixels"
-        return {"method": f"exemplar ({self.mode})", "parameters": params,
-                "reference_sha256": self.reference_sha256, "model_sha256": None}
+        return out
+
+    def _table_width(self) -> int:
+        return int(self._table.shape[-1]) if self._table is not None else welsh.N_L
+
+    def _tissue_report(self) -> dict[str, Any]:
+        """What report.json/report.html show: the photo's populations (with a swatch colour), a small map of
+        which pixel is which, and the class -> population -> colour legend of this series."""
+        pops = self.populations
+        populations = []
+        for p in pops.describe():
+            hex_, _ = _encode(p["lab"][0], torch.tensor(p["lab"][1:]))
+            populations.append({**p, "hex": hex_})
+        return {"mode": self.active_mode, "mode_reason": self.mode_reason, "populations": populations,
+                "population_map": pops.label_map(), "legend": self._series_info.get("legend", []),
+                "reference_warnings": list(pops.warnings)}
+
+
+def read_exemplar_files(tissue_map: str | Path | None, vgg19_weights: str | Path | None) -> dict[str, Any]:
+    """The backend options that come from ``--tissue-map`` and ``--vgg19-weights`` files, read and checked
+    by the caller (the pipeline, before any work): the backend itself is given data, never a path."""
+    out: dict[str, Any] = {}
+    if tissue_map is not None:
+        from medcolor.colorizers.hounsfield import read_tissue_map
+
+        out.update(tissue_map=read_tissue_map(tissue_map), tissue_map_label=Path(tissue_map).name)
+    if vgg19_weights is not None:
+        from medcolor.nets.backbones import read_state_dict
+        from medcolor.io import sha256_file
+
+        path = Path(vgg19_weights)
+        out.update(vgg19_state=read_state_dict(path, "--vgg19-weights"), vgg19_label=path.name, vgg19_sha256=sha256_file(path))
+    return out
+
+
+def _encode(L: float, ab: torch.Tensor) -> tuple[str, tuple[float, float, float]]:
+    """One colour (L, ab [2]) -> ("#rrggbb", (L, a, b) after the output's own chroma-only gamut map)."""
+    L_t = torch.full((1, 1, 1, 1), float(L))
+    ab = gamut_map_chroma(L_t, ab.detach().float().cpu().view(1, 2, 1, 1))
+    rgb = lab_to_rgb8(L_t, ab).view(3).tolist()
+    return "#" + "".join(f"{int(v):02x}" for v in rgb), (float(L), float(ab[0, 0]), float(ab[0, 1]))

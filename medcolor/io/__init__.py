@@ -7,10 +7,13 @@ Public API::
     read_image_rgb(path) -> (uint8 [H, W, 3] sRGB, sha256 hex of the file)
     MedcolorReader   monai.data.ImageReader for monai.transforms.LoadImage  (imported lazily)
     read_item(series, i) -> {"index": i, "image": float32 [1,H,W], "error": str}  (never raises for bad data)
-    reads_by_file_io(series) -> bool  (uncompressed DICOM: a reader thread is enough)
+    reads_by_file_io(series) -> bool  (frames read at SliceRef.pixel_offset: a reader thread is enough)
     SliceItems       read_item of every slice as a map-style dataset for torch's DataLoader
     SliceDataset     the same as a monai.data.Dataset, with transforms (imported lazily)
 
+Modules: ``_scan`` (inputs, series, read_slice), ``_dicom`` (headers via ``pydicom.dcmread(...,
+stop_before_pixels=True)``, checks, geometry, modality LUT), ``_decode`` (one frame: plain file I/O at the
+offset the scan found, else pydicom's decoders), ``_nifti``, ``_images``, ``_monai`` (imported on first use).
 Inputs are never modified. MONOCHROME1 is never inverted here: ``Series.photometric`` says so and
 windowing inverts L. Errors are MedcolorError with a one-line message naming the file.
 """
@@ -30,13 +33,13 @@ from medcolor.io._scan import (
     scan,
 )
 
-__all__ = ["ScanResult", "scan", "read_slice", "read_item", "reads_by_file_io", "SliceItems", "read_image_rgb", "expand_inputs",
-           "sha256_file", "MedcolorReader", "SliceDataset"]
+__all__ = ["ScanResult", "scan", "read_slice", "read_item", "reads_by_file_io", "SliceItems", "read_image_rgb",
+           "expand_inputs", "sha256_file", "MedcolorReader", "SliceDataset"]
 
 
 def __getattr__(name: str) -> Any:  # MONAI is heavy: import it only when the MONAI glue is used
     if name in ("MedcolorReader", "SliceDataset"):
-        from medcolor.io import _monai
+        import medcolor.io._monai as _monai
 
         return getattr(_monai, name)
     raise AttributeError(f"module 'medcolor.io' has no attribute {name!r}")

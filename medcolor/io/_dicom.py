@@ -1,69 +1,92 @@
-"""DICOM sniffing, header reading, per-frame geometry, decoding and the modality LUT.
+"""DICOM headers: sniffing, reading with pydicom (pixel data left on disk), checking the attributes medcolor
+uses, per-frame geometry and the modality LUT.
 
-Tolerant when reading (pydicom's lenient parser, files without preamble/meta, missing Transfer
-Syntax), but an empty, zero-filled or text file is never turned into an empty dataset: a file is
-only DICOM if it has the ``DICM`` magic at offset 128 or starts with a plausible group 0002/0008
-element *and* parses into a dataset with identifying attributes.
+Tolerant when reading: pydicom's lenient parser, files without preamble or file meta, a missing Transfer
+Syntax, and invalid values in elements medcolor never reads. Strict about what it uses: every attribute of
+:data:`USED_KEYWORDS` (and of the functional group macros and code items it reads) must convert, the Image
+Pixel attributes must describe frames a decoder can produce, and uncompressed pixel data must hold every
+frame. An empty, zero-filled or text file is never an empty dataset: a file is DICOM only if it has the
+``DICM`` magic at offset 128, or starts with a plausible group 0002/0008 element *and* parses into a dataset
+with identifying attributes.
 """
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import struct
-import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 import pydicom
 from pydicom import uid as _uid
-from pydicom.dataelem import RawDataElement
-from pydicom.datadict import dictionary_VR
-from pydicom.dataset import Dataset
-from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import data_element_generator, data_element_offset_to_value
+from pydicom.sequence import Sequence
 
 from medcolor.errors import MedcolorError, SkipInput
-from medcolor.io._header import SequenceCache, read_header_fast
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-_PIXEL_TAGS = {(0x7FE0, 0x0010): "PixelData", (0x7FE0, 0x0008): "FloatPixelData",
-               (0x7FE0, 0x0009): "DoubleFloatPixelData"}
+PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_TAGS = frozenset((PIXEL_DATA_TAG, 0x7FE00008, 0x7FE00009))  # Pixel Data, Float and Double Float
 _MONO = ("MONOCHROME1", "MONOCHROME2")
 #: refuse to decode a single frame larger than this many pixels (about 16k x 16k)
 MAX_FRAME_PIXELS = 1 << 28
 _IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID",
                 "SeriesInstanceUID", "Rows")
+_NATIVE_LE = frozenset((_uid.ImplicitVRLittleEndian, _uid.ExplicitVRLittleEndian))
+
+#: The top-level attributes medcolor reads from every source header (io, windowing, the writers, the PHI
+#: redactor): each must convert, or the file fails at scan time, naming it. Any other element may hold an
+#: invalid value: medcolor never reads it, and never copies it (the writers copy a whitelist).
+USED_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "Modality", "InstanceNumber", "DirectoryRecordSequence", "BurnedInAnnotation",
+    # Image Pixel, Multi-frame, Presentation LUT
+    "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored",
+    "PixelRepresentation", "NumberOfFrames", "PresentationLUTShape",
+    # geometry, modality LUT, VOI LUT
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing", "RescaleSlope",
+    "RescaleIntercept", "RescaleType", "ModalityLUTSequence", "WindowCenter", "WindowWidth",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    # redacted from logs and reports (privacy.PHI_KEYWORDS)
+    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName",
+)
+#: The attributes read from a series' reference header only (its first slice: copied into the SC output or
+#: shown in the report; the code items too): checked once per series by :func:`drop_invalid_copied`.
+REFERENCE_KEYWORDS = (
+    "PatientSex", "PatientAge", "PatientIdentityRemoved", "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription", "BodyPartExamined", "SeriesDescription",
+    "RecognizableVisualFeatures", "LossyImageCompression", "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod", "Laterality", "ImageLaterality",
+)
+_CODE_KEYWORDS = ("CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "LongCodeValue",
+                  "URNCodeValue")
+_META_KEYWORDS = ("TransferSyntaxUID", "MediaStorageSOPClassUID")
+#: the functional group macros medcolor reads (enhanced objects), and what it reads in their items
+_MACRO_KEYWORDS = {
+    "PlanePositionSequence": ("ImagePositionPatient",),
+    "PlaneOrientationSequence": ("ImageOrientationPatient",),
+    "PixelMeasuresSequence": ("PixelSpacing",),
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth"),
+}
+_LUT_KEYWORDS = ("LUTDescriptor", "LUTData", "ModalityLUTType")
 
 
 @dataclass
 class DicomHeader:
-    """A parsed header (no pixel data) and what the scan learned about the pixel data element."""
+    """A parsed header (no pixel data) and where its frames start on disk."""
 
     dataset: Dataset
-    transfer_syntax: str
-    has_pixels: bool
-    pixel_length: int | None = None    # value length of the pixel data element (None: encapsulated)
-    pixel_value_offset: int | None = None  # file offset of its value (None when unknown, e.g. deflate)
-    fast: bool = False                 # read by medcolor.io._header (reread_header can read it again)
-
-
-class _DecoderTracebackFilter(logging.Filter):
-    """pydicom's decoders log every failed plug-in attempt with ``LOGGER.exception`` (a traceback on the
-    user's terminal for a merely corrupt frame). The failure reaches the user as one MedcolorError line,
-    so these records are dropped unless medcolor runs with debug logging (``--debug``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.exc_info is None or logging.getLogger("medcolor").isEnabledFor(logging.DEBUG)
-
-
-_DECODER_LOGGER = logging.getLogger("pydicom.pixels.decoders.base")
-if not any(isinstance(f, _DecoderTracebackFilter) for f in _DECODER_LOGGER.filters):
-    _DECODER_LOGGER.addFilter(_DecoderTracebackFilter())
+    #: file offset of frame 0 when the Pixel Data holds every frame uncompressed, little endian, 8/16/32 bits
+    #: a sample (a frame is then plain file I/O); None when pydicom decodes the frames
+    pixel_offset: int | None = None
 
 
 def sniff_dicom(head: bytes) -> str | None:
@@ -86,23 +109,30 @@ def sniff_dicom(head: bytes) -> str | None:
     return None
 
 
-def _resolved_syntax(ds: Dataset) -> str:
+def resolved_syntax(ds: Dataset) -> str:
     """Transfer Syntax UID from the file meta, or guessed from how pydicom parsed the data set."""
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts:
         return str(ts)
-    implicit, little = getattr(ds, "original_encoding", (None, None))
-    if implicit is None:
-        implicit, little = bool(getattr(ds, "is_implicit_VR", True)), bool(getattr(ds, "is_little_endian", True))
+    implicit, little = _encoding(ds)
     if implicit:
         return _uid.ImplicitVRLittleEndian
     return _uid.ExplicitVRLittleEndian if little else _uid.ExplicitVRBigEndian
 
 
-def _one_line(exc: BaseException) -> str:
+def _encoding(ds: Dataset) -> tuple[bool, bool]:
+    """(implicit VR, little endian) as pydicom read the data set."""
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return True, True
+    return bool(implicit), bool(little)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (pydicom embeds tracebacks and plug-in lists in some messages)."""
     text = str(exc)
-    if "Traceback (most recent call last)" in text:  # pydicom embeds a traceback in some messages
+    if "Traceback (most recent call last)" in text:
         text = text[:text.index("Traceback (most recent call last)")]
     text = " ".join(text.split())
     if not isinstance(exc, Exception):  # e.g. pyo3_runtime.PanicException from a Rust decoder
@@ -112,130 +142,106 @@ def _one_line(exc: BaseException) -> str:
     return (text[:200] + "...") if len(text) > 200 else (text or type(exc).__name__)
 
 
-MAX_SEQUENCE_DEPTH = 100     # real objects nest a handful of levels; the corpus has a 50-deep case
-MAX_HEADER_ELEMENTS = 500_000
+def _tags(keywords: tuple[str, ...]) -> frozenset[int]:
+    return frozenset(tag_for_keyword(k) for k in keywords)
 
 
-MEMO_MAX_ENTRIES = 100_000  # distinct element values one scan remembers as converted (<= 1 KiB each)
-_MEMO_MAX_BYTES = 1024
+_USED_TAGS = _tags(USED_KEYWORDS)
+_META_TAGS = _tags(_META_KEYWORDS)
+_MACRO_TAGS = {macro: _tags(keywords) for macro, keywords in _MACRO_KEYWORDS.items()}
+_LUT_TAGS = _tags(_LUT_KEYWORDS)
+_REFERENCE_TAGS = _tags(REFERENCE_KEYWORDS)
+_CODE_TAGS = _tags(_CODE_KEYWORDS)
 
 
-class ScanMemo:
-    """What one scan remembers from file to file: the element values it converted without error
-    (``values``, see :func:`_convert_all`) and the undefined-length sequences it read (``sequences``, see
-    :mod:`medcolor.io._header`)."""
-
-    def __init__(self) -> None:
-        self.values: set = set()
-        self.sequences = SequenceCache()
+def _items(ds: Dataset, keyword: str) -> Sequence | tuple:
+    value = ds.get(keyword)
+    return value if isinstance(value, Sequence) else ()
 
 
-def _memo_key(raw: RawDataElement, charset: str) -> tuple | None:
-    """What converting the still-raw element ``raw`` depends on: its tag, VR, bytes, encoding and the
-    character set in force (``charset``). None for deferred values, sequences, private tags without an
-    explicit VR, ambiguous VRs (resolved from other elements) and values over 1 KiB."""
-    value, vr, tag = raw.value, raw.VR, int(raw.tag)
-    if value is None or len(value) > _MEMO_MAX_BYTES or tag >> 16 == 0x0002:
-        return None
-    if vr is None:
-        if (tag >> 16) & 1:
-            return None   # the implicit VR of a private tag depends on its creator
+def _used_items(ds: Dataset) -> Iterator[tuple[Dataset, frozenset[int]]]:
+    """(data set, the tags medcolor reads in it for every file): the file meta, the top level, the Modality
+    LUT items and the functional group macros."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        yield meta, _META_TAGS
+    yield ds, _USED_TAGS
+    for item in _items(ds, "ModalityLUTSequence"):
+        yield item, _LUT_TAGS
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in _items(ds, groups):
+            for macro, tags in _MACRO_TAGS.items():
+                for item in _items(group, macro):
+                    yield item, tags
+
+
+def _invalid(item: Dataset, tags: frozenset[int]) -> Iterator[tuple[int, Exception]]:
+    """(tag, pydicom's error) of each of ``tags`` in ``item`` whose value does not convert (pydicom converts
+    a value when it is first read: an invalid VR or value would otherwise raise far from here)."""
+    for tag in tags.intersection(item.keys()):
         try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            return None
-    if vr == "SQ" or vr in AMBIGUOUS_VR or " or " in vr:
+            item[tag]
+        except Exception as exc:  # noqa: BLE001 - pydicom raises several types for invalid values
+            yield tag, exc
+
+
+def _check_used(ds: Dataset) -> None:
+    """Convert every attribute medcolor reads in each file; ValueError naming the first that fails."""
+    for item, tags in _used_items(ds):
+        for tag, exc in _invalid(item, tags):
+            raise ValueError(f"{keyword_for_tag(tag)}: {exc}")
+
+
+def drop_invalid_copied(ds: Dataset) -> list[str]:
+    """Check the attributes read from a series' reference header (:data:`REFERENCE_KEYWORDS` and its
+    de-identification code items); each whose value does not convert is removed from the header in memory
+    (so it is never copied; the file is not touched). Returns their keywords."""
+    dropped = _drop_invalid(ds, _REFERENCE_TAGS)
+    for item in _items(ds, "DeidentificationMethodCodeSequence"):  # the sequence itself was checked first
+        dropped += _drop_invalid(item, _CODE_TAGS)
+    return dropped
+
+
+def _drop_invalid(item: Dataset, tags: frozenset[int]) -> list[str]:
+    bad = [tag for tag, _exc in _invalid(item, tags)]
+    for tag in bad:
+        del item[tag]
+    return [keyword_for_tag(tag) for tag in bad]
+
+
+def _pixel_element(fp: BinaryIO, ds: Dataset, ts: _uid.UID) -> tuple[int, int | None, int | None] | None:
+    """(tag, value length, file offset of the value) of the pixel data element where the stop-before-pixels
+    read of ``fp`` stopped; None when the data set has none. The length is None when undefined
+    (encapsulated), the offset None for a deflated file (its data set is not at file offsets)."""
+    if ts.is_deflated:
+        fp.seek(0)
+        full = pydicom.dcmread(fp, force=True)
+        tag = next((t for t in _PIXEL_TAGS if t in full), None)
+        return None if tag is None else (tag, None, None)
+    start = fp.tell()
+    implicit, little = _encoding(ds)
+    seen: list[tuple] = []  # (tag, VR, length) of the next element, its value not read
+    next(data_element_generator(fp, implicit, little, stop_when=lambda *e: seen.append(e) or True), None)
+    if not seen or seen[0][0] not in _PIXEL_TAGS:
         return None
-    return (tag, vr, value, raw.is_implicit_VR, raw.is_little_endian, charset)
+    tag, vr, length = seen[0]
+    return int(tag), None if length == 0xFFFFFFFF else length, start + data_element_offset_to_value(implicit, vr)
 
 
-def _convert_all(ds: Dataset, path: Path, memo: set | None = None) -> None:
-    """Convert every element of ``ds`` now, sequences included (pydicom converts raw values lazily, so
-    an invalid VR or value would otherwise raise far from here). Iterative with bounded depth and
-    element count: pydicom's own ``walk`` recurses and re-formats the nested traceback at every level
-    when an element fails, which a small fuzzed file turned into a hang.
-
-    ``memo`` (one set per scan): the keys (:func:`_memo_key`) of element values already converted
-    without error. The files of a series repeat most of their header byte for byte (patient, study,
-    equipment, acquisition): such an element is left for pydicom to convert when it is used, which
-    gives the same value and cannot raise, since the same bytes under the same character set converted
-    before. Every distinct value is still converted once per scan."""
-    stack: list[tuple[Dataset, int]] = [(ds, 0)]
-    charset = str(ds.original_character_set)
-    count = 0
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_SEQUENCE_DEPTH:
-            raise MedcolorError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels", where=path,
-                                hint="the header is corrupt or hostile; re-export the file")
-        # a nested item with a character set of its own is converted in full
-        use_memo = memo is not None and (depth == 0 or 0x00080005 not in item)
-        # pydicom's element store (tag -> raw or converted element), read directly: the public
-        # item.get_item(tag) costs more than the memo lookup it serves
-        store = getattr(item, "_dict", None)
-        entries = list(store.items()) if isinstance(store, dict) else [(t, item.get_item(t)) for t in item.keys()]
-        for tag, raw in entries:
-            count += 1
-            if count > MAX_HEADER_ELEMENTS:
-                raise MedcolorError(f"header has more than {MAX_HEADER_ELEMENTS} elements", where=path,
-                                    hint="the header is corrupt or hostile; re-export the file")
-            key = None
-            if use_memo and type(raw) is RawDataElement:
-                key = _memo_key(raw, charset)
-                if key is not None and key in memo:
-                    continue
-            elem = item[tag]  # converts a raw element (raises for an invalid VR or value)
-            if key is not None and len(memo) < MEMO_MAX_ENTRIES:
-                memo.add(key)
-            if elem.VR == "SQ" and elem.value:
-                stack.extend((child, depth + 1) for child in elem.value)
-
-
-def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHeader:
-    """Read a DICOM header without pixel data. Raises SkipInput when the file parses but is not an
-    image we colourise (DICOMDIR, no pixel data, colour, segmentation) and MedcolorError when it is
-    unreadable or truncated. ``memo``: shared by the files of one scan (faster, same headers)."""
+def read_header(path: Path, kind: str) -> DicomHeader:
+    """Read a DICOM header without pixel data (``kind`` "raw": a file without preamble, read leniently).
+    Raises SkipInput when the file parses but is not an image medcolor colourises (DICOMDIR, no pixel
+    data, colour, segmentation) and MedcolorError when it is unreadable, truncated or inconsistent."""
     lenient = kind == "raw"
     try:
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = None if lenient else _fast_header(fp, memo)
-            fast = ds is not None
-            if ds is None:  # not the plain little-endian case, or a problem: pydicom's own reading
-                fp.seek(0)
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
-            # pydicom converts raw element values lazily: an invalid VR or value would otherwise raise
-            # later, far from here; convert every element now (sequences included)
-            _convert_all(ds, path, memo.values if memo is not None else None)
-            if getattr(ds, "file_meta", None) is not None:
-                _convert_all(ds.file_meta, path)
-            ts = _resolved_syntax(ds)
-            has_pixels, length, offset = False, None, None
-            if _uid.UID(ts).is_deflated:
-                fp.seek(0)
-                full = pydicom.dcmread(fp, force=lenient)
-                has_pixels = any(k in full for k in _PIXEL_TAGS.values())
-            else:
-                implicit, little = _uid.UID(ts).is_implicit_VR, _uid.UID(ts).is_little_endian
-                start = fp.tell()
-                raw = fp.read(12)
-                if len(raw) >= 8:
-                    endian = "<" if little else ">"
-                    group, elem = struct.unpack(endian + "HH", raw[:4])
-                    if (group, elem) in _PIXEL_TAGS:
-                        has_pixels = True
-                        if implicit:
-                            (length,) = struct.unpack(endian + "L", raw[4:8])
-                            offset = start + 8
-                        elif len(raw) == 12:
-                            (length,) = struct.unpack(endian + "L", raw[8:12])
-                            offset = start + 12
-                        if length == 0xFFFFFFFF:
-                            length = None
-    except MedcolorError:
-        raise
-    except Exception as exc:  # pydicom raises many types for malformed headers
-        raise MedcolorError(f"unreadable DICOM header ({_one_line(exc)})", where=path,
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=lenient)
+            ts = _uid.UID(resolved_syntax(ds))
+            pixels = _pixel_element(fp, ds, ts)
+            _check_used(ds)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for malformed headers
+        raise MedcolorError(f"unreadable DICOM header ({one_line(exc)})", where=path,
                             hint="the file is truncated or corrupt; re-export it from the source") from None
 
     if lenient and (len(ds) < 3 or not any(k in ds for k in _IDENTIFYING)):
@@ -246,9 +252,9 @@ def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHea
     if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         raise SkipInput("DICOMDIR (a media directory, not an image)", where=path,
                         hint="pass the folder instead; the images it lists are found by the folder scan")
-    if not has_pixels:
+    if pixels is None:
         image_class = "Image Storage" in _uid.UID(sop_class).name if sop_class else False
-        if len(ds) == 0 or (("Rows" in ds or image_class) and not _uid.UID(ts).is_deflated):
+        if len(ds) == 0 or (("Rows" in ds or image_class) and not ts.is_deflated):
             raise MedcolorError("image object without pixel data (truncated file?)", where=path,
                                 hint="the file is incomplete; copy or export it again")
         what = str(ds.get("Modality", "")) or "object"
@@ -256,43 +262,20 @@ def read_header(path: Path, kind: str, memo: ScanMemo | None = None) -> DicomHea
     if sop_class == SEGMENTATION_SOP_CLASS or str(ds.get("Modality", "")) == "SEG":
         raise SkipInput("segmentation, not a grayscale image", where=path)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    spp = _int_attr(ds, "SamplesPerPixel", path, 1) or 1
+    spp = int_attr(ds, "SamplesPerPixel", path, 1) or 1
     if spp != 1 or photometric not in _MONO:
         raise SkipInput(f"already colour ({photometric or 'SamplesPerPixel ' + str(spp)})", where=path)
     if meta is None:
-        ds.file_meta = pydicom.dataset.FileMetaDataset()
-        meta = ds.file_meta
+        ds.file_meta = meta = FileMetaDataset()
     if not meta.get("TransferSyntaxUID"):
-        meta.TransferSyntaxUID = _uid.UID(ts)  # in-memory only: the input file is never modified
-    header = DicomHeader(ds, ts, has_pixels, length, offset, fast)
+        meta.TransferSyntaxUID = ts  # in-memory only: the input file is never modified
     _check_pixel_attributes(ds, path)
-    _check_sizes(header, path)
+    offset = _check_sizes(ds, ts, pixels, path)
     _check_rescale(ds, path)
-    return header
+    return DicomHeader(ds, offset)
 
 
-def reread_header(path: Path, memo: ScanMemo | None = None) -> Dataset | None:
-    """The header of a file ``read_header`` read (and checked) before on the fast path, read again the same
-    way, without converting or checking it again; None when that is no longer possible (the file
-    changed): then ``read_header`` it."""
-    try:
-        with open(path, "rb") as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _fast_header(fp, memo)
-    except OSError:
-        return None
-
-
-def _fast_header(fp, memo: ScanMemo | None) -> Dataset | None:  # noqa: ANN001
-    """``io._header.read_header_fast`` of the open file, with the scan's sequence cache; None where it
-    declines or anything goes wrong (pydicom's own reading then says what)."""
-    try:
-        return read_header_fast(fp, memo.sequences if memo is not None else None)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _int_attr(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int | None:
+def int_attr(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int | None:
     value = ds.get(keyword, default)
     if value is None or value == "":
         return default
@@ -306,18 +289,18 @@ def _int_attr(ds: Dataset, keyword: str, path: Path, default: int | None = None)
 def _check_pixel_attributes(ds: Dataset, path: Path) -> None:
     """Refuse Image Pixel attributes no decoder can honour, before anything is decoded."""
     for kw in ("Rows", "Columns"):
-        v = _int_attr(ds, kw, path)
+        v = int_attr(ds, kw, path)
         if v is None or v <= 0:
             raise MedcolorError("image header lacks Rows/Columns", where=path, hint="the file is not a valid image")
-    allocated = _int_attr(ds, "BitsAllocated", path, 16)
-    stored = _int_attr(ds, "BitsStored", path, allocated)
+    allocated = int_attr(ds, "BitsAllocated", path, 16)
+    stored = int_attr(ds, "BitsStored", path, allocated)
     if allocated not in (1, 8, 16, 32, 64):
         raise MedcolorError(f"BitsAllocated {allocated} is not supported", where=path,
                             hint="the image header is corrupt; re-export it")
     if not 1 <= stored <= allocated:  # type: ignore[operator]
         raise MedcolorError(f"BitsStored {stored} does not fit BitsAllocated {allocated}", where=path,
                             hint="the image header is corrupt; re-export it")
-    if _int_attr(ds, "PixelRepresentation", path, 0) not in (0, 1):
+    if int_attr(ds, "PixelRepresentation", path, 0) not in (0, 1):
         raise MedcolorError("PixelRepresentation must be 0 or 1", where=path,
                             hint="the image header is corrupt; re-export it")
 
@@ -361,7 +344,8 @@ def n_frames(ds: Dataset) -> int:
         return 1
 
 
-def _frame_bytes(ds: Dataset) -> int:
+def frame_bytes(ds: Dataset) -> int:
+    """Bytes of one uncompressed frame."""
     rows, cols = int(ds.Rows), int(ds.Columns)
     bits = int(ds.get("BitsAllocated", 16) or 16)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -370,31 +354,33 @@ def _frame_bytes(ds: Dataset) -> int:
     return rows * cols * spp * ((bits + 7) // 8)
 
 
-def _check_sizes(header: DicomHeader, path: Path) -> None:
-    """Refuse absurd sizes and natively encoded pixel data shorter than Rows*Columns*frames."""
-    ds = header.dataset
+def _check_sizes(ds: Dataset, ts: _uid.UID, pixels: tuple[int, int | None, int | None], path: Path) -> int | None:
+    """Refuse absurd sizes, and uncompressed pixel data shorter than Rows x Columns x frames or exactly k >= 2
+    times that. Returns :attr:`DicomHeader.pixel_offset`."""
     rows, cols = int(ds.Rows), int(ds.Columns)
     if rows * cols > MAX_FRAME_PIXELS:
         raise MedcolorError(f"image too large ({rows}x{cols} pixels per frame)", where=path,
                             hint=f"medcolor decodes frames of at most {MAX_FRAME_PIXELS} pixels")
-    ts = _uid.UID(header.transfer_syntax)
-    if ts.is_encapsulated or ts.is_deflated:
-        return
+    tag, length, offset = pixels
+    if ts.is_encapsulated or length is None or offset is None:
+        return None
     frames = n_frames(ds)
-    expected = _frame_bytes(ds) * frames
-    if header.pixel_length is not None and header.pixel_value_offset is not None:
-        available = min(header.pixel_length, max(0, os.path.getsize(path) - header.pixel_value_offset))
-        # odd lengths are padded to even; allow the pad byte
-        if available + 1 < expected:
-            raise MedcolorError(f"pixel data truncated ({available} of {expected} bytes for "
-                                f"{frames} frame(s) of {rows}x{cols})", where=path,
-                                hint="the file is incomplete; copy or export it again")
-        whole = header.pixel_length // expected if expected else 0
-        if whole >= 2 and header.pixel_length - whole * expected <= 1:
-            # exactly k frames' worth: frames (or rows) would be silently dropped
-            raise MedcolorError(f"pixel data holds {whole} times the {frames} frame(s) of {rows}x{cols} the header "
-                                "describes (NumberOfFrames missing or Rows wrong)", where=path,
-                                hint="fix NumberOfFrames/Rows or re-export the image")
+    expected = frame_bytes(ds) * frames
+    available = min(length, max(0, os.path.getsize(path) - offset))
+    # odd lengths are padded to even; allow the pad byte
+    if available + 1 < expected:
+        raise MedcolorError(f"pixel data truncated ({available} of {expected} bytes for "
+                            f"{frames} frame(s) of {rows}x{cols})", where=path,
+                            hint="the file is incomplete; copy or export it again")
+    whole = length // expected if expected else 0
+    if whole >= 2 and length - whole * expected <= 1:
+        # exactly k frames' worth: frames (or rows) would be silently dropped
+        raise MedcolorError(f"pixel data holds {whole} times the {frames} frame(s) of {rows}x{cols} the header "
+                            "describes (NumberOfFrames missing or Rows wrong)", where=path,
+                            hint="fix NumberOfFrames/Rows or re-export the image")
+    plain = (tag == PIXEL_DATA_TAG and ts in _NATIVE_LE and _encoding(ds)[1] and available >= expected
+             and int_attr(ds, "BitsAllocated", path, 16) in (8, 16, 32))
+    return offset if plain else None
 
 
 # ---------------------------------------------------------------- per-frame functional groups
@@ -483,315 +469,6 @@ def is_hounsfield(ds: Dataset, frame: int | None) -> bool:
     if rs is None:
         return False
     return rs[2] in (None, "", "HU")
-
-
-# ---------------------------------------------------------------- decoding
-
-#: exceptions that are never a property of the input file: always passed through
-_NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit)
-
-_JPEG_FAMILY = {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit, _uid.JPEGLossless, _uid.JPEGLosslessSV1}
-
-
-def _decode_with_dcmdjpeg(path: Path, index: int | None, ts: str) -> np.ndarray:
-    """Last resort for JPEG data the Python plug-ins refuse (e.g. 12-bit JPEG Extended): let DCMTK's
-    dcmdjpeg decompress a temporary copy (the input file is not touched)."""
-    tool = shutil.which("dcmdjpeg")
-    if tool is None:
-        raise RuntimeError("no plug-in decodes it and dcmdjpeg (DCMTK) is not installed")
-    with tempfile.TemporaryDirectory(prefix="medcolor-") as tmp:
-        out = Path(tmp) / "decoded.dcm"
-        res = subprocess.run([tool, str(path), str(out)], capture_output=True, timeout=120)
-        if res.returncode != 0 or not out.exists():
-            raise RuntimeError("dcmdjpeg failed: " + res.stderr.decode(errors="replace").strip()[:160])
-        return pydicom.pixels.pixel_array(str(out), index=index)
-
-
-def _codestream_dims(frame: bytes, tsu: _uid.UID) -> tuple[int, int, int] | None:
-    """(rows, columns, components) stated by a JPEG / JPEG-LS / JPEG 2000 codestream, or None."""
-    if tsu in _J2K_FAMILY:
-        i = frame.find(b"\xff\x4f\xff\x51")  # SOC + SIZ (also inside a JP2 box)
-        if i < 0 or len(frame) < i + 44:
-            return None
-        x, y, xo, yo = struct.unpack(">4L", frame[i + 8:i + 24])
-        (c,) = struct.unpack(">H", frame[i + 40:i + 42])
-        return y - yo, x - xo, c
-    from pydicom.pixels.utils import _get_jpg_parameters
-
-    info = _get_jpg_parameters(frame)
-    if not info or not info.get("height"):
-        return None
-    return int(info["height"]), int(info["width"]), int(info.get("components", 0))
-
-
-_J2K_FAMILY = {_uid.JPEG2000, _uid.JPEG2000Lossless, _uid.HTJ2K, _uid.HTJ2KLossless, _uid.HTJ2KLosslessRPCL}
-
-
-def _check_codestream(path: Path, index: int | None, tsu: _uid.UID, header_ds: Dataset) -> None:
-    """Refuse a compressed frame whose codestream size differs from Rows/Columns/SamplesPerPixel:
-    some native decoders (GDCM) abort the whole process on such input instead of raising."""
-    ds = pydicom.dcmread(str(path), force=True)
-    frame = pydicom.encaps.get_frame(ds.PixelData, index or 0, number_of_frames=n_frames(header_ds))
-    dims = _codestream_dims(frame, tsu)
-    rows, cols = int(header_ds.Rows), int(header_ds.Columns)
-    spp = int(header_ds.get("SamplesPerPixel", 1) or 1)
-    if dims is not None and (dims[0] not in (0, rows) or dims[1] != cols or dims[2] not in (0, spp)):
-        raise MedcolorError(f"compressed frame is {dims[0]}x{dims[1]} with {dims[2]} component(s), the header "
-                            f"says {rows}x{cols} with {spp}", where=path, hint="the file is inconsistent; re-export it")
-
-
-def _decode_encapsulated(path: Path, index: int | None, tsu: _uid.UID, header_ds: Dataset) -> np.ndarray:
-    """Try the decoder plug-ins one by one, GDCM last (it aborts the process on some corrupt input rather
-    than raising); before GDCM gets a frame, its codestream size is checked against the header."""
-    decoder = pydicom.pixels.get_decoder(tsu)
-    plugins = list(decoder.available_plugins)
-    preferred = list(getattr(decoder, "_available", {}) or [])  # pydicom's own try order, when visible
-    plugins.sort(key=lambda p: preferred.index(p) if p in preferred else len(preferred))
-    order = [p for p in plugins if p != "gdcm"] + (["gdcm"] if "gdcm" in plugins else [])
-    errors: list[str] = []
-    for name in order:
-        if name == "gdcm":
-            _check_codestream(path, index, tsu, header_ds)
-        try:
-            return pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu, decoding_plugin=name)
-        except _NOT_OURS:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"{name}: {_one_line(exc)}")
-        except BaseException as exc:  # pyo3 PanicException: the data is corrupt; no lenient second try
-            raise RuntimeError(f"{name}: {_one_line(exc)}") from None
-    raise RuntimeError("; ".join(errors) if errors else "no decoder plug-in is installed for this transfer syntax")
-
-
-# Fast path for uncompressed little-endian grayscale frames: ``pydicom.pixels.pixel_array(path)``
-# re-parses the whole header (~2 ms for a CT slice) only to find where the pixel data starts. The header
-# parse the scan already did recorded the value offset of every element it read; the last of them ends
-# where that parse stopped, i.e. at the pixel data element. The bytes of the frame are then read
-# directly and given pydicom's treatment (dtype, unused high bits). Whenever anything is unusual the
-# fast path declines and pydicom decodes as before.
-
-_NATIVE_LE = frozenset((_uid.ImplicitVRLittleEndian, _uid.ExplicitVRLittleEndian))
-_PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # the (7FE0,0010) tag, little endian
-_PIXEL_STOP_TAGS = frozenset((0x7FE00010, 0x7FE00009, 0x7FE00008))  # where stop_before_pixels stops
-_MAX_TRAILING_ELEMENTS = 16  # elements re-parsed after the last recorded one before giving up
-
-
-def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
-    return tag in _PIXEL_STOP_TAGS
-
-
-def _element_tell(elem: Any) -> int | None:
-    """File offset of an element's value as the reader recorded it (None for elements made in memory)."""
-    tell = getattr(elem, "file_tell", None)  # DataElement
-    if tell is None:
-        tell = getattr(elem, "value_tell", None)  # RawDataElement (not converted yet)
-    return tell if isinstance(tell, int) else None
-
-
-def _pixel_element_start(fp: Any, ds: Dataset, implicit: bool) -> int | None:
-    """File offset of the tag that ended the stop-before-pixels parse of ``ds``'s file (the pixel data
-    element), or None when unsure. The top-level element read last is re-parsed with pydicom's own
-    element reader, which stops exactly where the header parse stopped."""
-    from pydicom.filereader import data_element_generator
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
-
-    elements = getattr(ds, "_dict", None)
-    if not isinstance(elements, dict):
-        return None
-    # the data set keeps its elements in the order they were read (a command set, group 0000, is added
-    # after them; an element set in memory has no offset): the last one read is normally the last with
-    # an offset. Any element of the top level will do, though: the parse onwards from it stops at the
-    # same place (checked below: the element must re-parse as itself)
-    last_tell, last_tag = -1, None
-    for tag, elem in reversed(elements.items()):
-        tell = _element_tell(elem)
-        if tell is not None and tag >> 16:
-            last_tell, last_tag = tell, int(tag)
-            break
-    if last_tag is None or last_tell < 8:
-        return None
-    tag_bytes = struct.pack("<HH", last_tag >> 16, last_tag & 0xFFFF)
-    first = max(0, last_tell - 12)
-    fp.seek(first)
-    head = fp.read(last_tell - first)
-    if len(head) != last_tell - first:
-        return None
-    starts = []
-    if implicit:
-        # implicit VR: tag + 4-byte length; a length whose low bytes read as a VR (two capitals) would
-        # make pydicom take the data set for explicit VR: leave such files to pydicom
-        vr = head[-4:-2]
-        if head[-8:-4] == tag_bytes and not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B):
-            starts.append(last_tell - 8)
-    else:
-        # explicit VR: tag + VR + 2 reserved + 4-byte length, or tag + VR + 2-byte length (also an element
-        # pydicom reads as implicit VR inside an explicit data set)
-        if len(head) == 12 and head[:4] == tag_bytes and head[4:6].decode("latin-1") in EXPLICIT_VR_LENGTH_32:
-            starts.append(last_tell - 12)
-        if head[-8:-4] == tag_bytes:
-            starts.append(last_tell - 8)
-    for start in starts:
-        fp.seek(start)
-        gen = data_element_generator(fp, implicit, True, stop_when=_stop_at_pixels, defer_size=256)
-        first_elem = next(gen, None)
-        if first_elem is None or int(first_elem.tag) != last_tag or _element_tell(first_elem) != last_tell:
-            continue
-        for count, _ in enumerate(gen, 1):  # normally none: the element read last is followed by pixel data
-            if count > _MAX_TRAILING_ELEMENTS:
-                return None
-        return fp.tell()
-    return None
-
-
-#: SamplesPerPixel, Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation
-_NATIVE_ATTRS = (0x00280002, 0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103)
-
-
-def _native_attr(ds: Dataset, tag: int, default: Any = None) -> Any:
-    """``ds[tag].value`` (``default`` when absent), without the keyword lookups of ``ds.get``."""
-    elem = ds._dict.get(tag)
-    if elem is None:
-        return default
-    if not isinstance(elem, pydicom.dataelem.DataElement):
-        elem = ds[tag]  # converts a raw element
-    return elem.value
-
-
-def is_native_le(ds: Dataset) -> bool:
-    """Whether ``ds``'s pixel data is uncompressed little endian: read by plain file I/O (which releases
-    the GIL), not decoded."""
-    return _resolved_syntax(ds) in _NATIVE_LE
-
-
-def _read_native_frame(path: Path, ds: Dataset, tsu: _uid.UID, index: int | None) -> np.ndarray | None:
-    """The frame ``pydicom.pixels.pixel_array(path, index=index, transfer_syntax_uid=tsu)`` returns (same
-    dtype, same values, writeable), read without re-parsing the header, for Implicit/Explicit VR Little
-    Endian, one sample per pixel, MONOCHROME1/2, 8/16/32 bits allocated. None whenever the file is not
-    plainly such a file (the caller then asks pydicom, which also produces the error messages)."""
-    if tsu not in _NATIVE_LE:
-        return None
-    try:
-        values = [_native_attr(ds, tag) for tag in _NATIVE_ATTRS]
-        if not all(type(v) is int for v in values):  # noqa: E721 - a multi-valued or text value: pydicom decides
-            return None
-        spp, rows, cols, allocated, stored, pixrep = values
-        frames = _native_attr(ds, 0x00280008, 1)
-        if (spp != 1 or _native_attr(ds, 0x00280004) not in _MONO or allocated not in (8, 16, 32)
-                or not 1 <= stored <= allocated or pixrep not in (0, 1) or not 0 < rows <= 0xFFFF
-                or not 0 < cols <= 0xFFFF or not isinstance(frames, int) or isinstance(frames, bool)
-                or frames < 1):
-            return None
-        if index is None:
-            if frames != 1:
-                return None
-            k = 0
-        elif type(index) is int and 0 <= index < frames:  # noqa: E721
-            k = index
-        else:
-            return None
-        nbytes = rows * cols * (allocated // 8)
-        with open(path, "rb") as fp:
-            start = _pixel_element_start(fp, ds, tsu.is_implicit_VR)
-            if start is None:
-                return None
-            fp.seek(start)
-            head = fp.read(12)
-            if len(head) < 12 or head[:4] != _PIXEL_DATA_LE:
-                return None
-            if tsu.is_implicit_VR:
-                (length,) = struct.unpack("<L", head[4:8])
-                value_offset = start + 8
-            else:
-                if head[4:6] not in (b"OB", b"OW"):
-                    return None
-                (length,) = struct.unpack("<L", head[8:12])
-                value_offset = start + 12
-            end = value_offset + (k + 1) * nbytes
-            if length == 0xFFFFFFFF or (k + 1) * nbytes > length or end > os.fstat(fp.fileno()).st_size:
-                return None
-            fp.seek(value_offset + k * nbytes)
-            arr = np.empty((rows, cols), dtype=np.dtype(f"<{'ui'[pixrep]}{allocated // 8}"))
-            if fp.readinto(memoryview(arr).cast("B")) != nbytes:
-                return None
-    except Exception:  # noqa: BLE001 - anything unexpected: pydicom decodes (and reports) it
-        return None
-    if stored < allocated:
-        # pydicom's correct_unused_bits (on by default for native data): a left then a right shift by the
-        # unused bits, i.e. unsigned values lose the unused high bits (the same as masking them off, in
-        # one pass), signed values are sign-extended from bit BitsStored - 1
-        if pixrep == 0:
-            np.bitwise_and(arr, arr.dtype.type((1 << stored) - 1), out=arr)
-        else:
-            shift = allocated - stored
-            np.left_shift(arr, shift, out=arr)
-            np.right_shift(arr, shift, out=arr)
-    return arr
-
-
-def decode_frame(path: Path, header_ds: Dataset, frame: int | None) -> np.ndarray:
-    """Stored values of one frame ([rows, cols], native dtype), decoding any supported syntax.
-    Only the requested frame is decoded for multi-frame files."""
-    ts = _resolved_syntax(header_ds)
-    tsu = _uid.UID(ts)
-    frames = n_frames(header_ds)
-    index = frame if frames > 1 else None
-    rows, cols = int(header_ds.Rows), int(header_ds.Columns)
-    if rows * cols > MAX_FRAME_PIXELS:
-        raise MedcolorError(f"image too large ({rows}x{cols} pixels per frame)", where=path)
-    if not tsu.is_encapsulated and not tsu.is_deflated:
-        need = _frame_bytes(header_ds) * frames
-        try:
-            size = os.path.getsize(path)
-        except OSError as exc:
-            raise MedcolorError(f"cannot read file ({_one_line(exc)})", where=path) from None
-        if need > size:
-            raise MedcolorError(f"pixel data truncated (needs {need} bytes, file has {size})", where=path,
-                                hint="the file is incomplete; copy or export it again")
-    if frame is not None and not 0 <= frame < frames:
-        raise MedcolorError(f"frame {frame} out of range (file has {frames})", where=path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if tsu.is_deflated:
-                full = pydicom.dcmread(str(path), force=True)
-                if not full.file_meta.get("TransferSyntaxUID"):
-                    full.file_meta.TransferSyntaxUID = tsu
-                arr = pydicom.pixels.pixel_array(full, index=index)
-            else:
-                try:
-                    if tsu.is_encapsulated:
-                        arr = _decode_encapsulated(path, index, tsu, header_ds)
-                    else:
-                        arr = _read_native_frame(path, header_ds, tsu, index)
-                        if arr is None:
-                            arr = pydicom.pixels.pixel_array(str(path), index=index, transfer_syntax_uid=tsu)
-                except MedcolorError:
-                    raise
-                except _NOT_OURS:
-                    raise
-                except BaseException as exc:
-                    # a Rust plug-in (pylibjpeg-rle) panics on corrupt data with pyo3's PanicException, a
-                    # BaseException that pydicom does not catch: the data is corrupt, no other decoder is
-                    # tried (pydicom's own RLE decoder would silently return a damaged frame)
-                    if tsu not in _JPEG_FAMILY or not isinstance(exc, Exception):
-                        raise
-                    arr = _decode_with_dcmdjpeg(path, index, ts)
-    except MedcolorError:
-        raise
-    except FileNotFoundError:
-        raise MedcolorError("file not found", where=path, hint="was it moved or deleted after the scan?") from None
-    except _NOT_OURS:
-        raise
-    except BaseException as exc:  # decoder plug-ins raise anything, incl. pyo3 PanicException (BaseException)
-        raise MedcolorError(f"cannot decode pixel data ({tsu.name}): {_one_line(exc)}", where=path,
-                            hint="the pixel data is truncated or corrupt, or needs a decoder plug-in "
-                                 "(see medcolor doctor)") from None
-    if arr.ndim == 3 and index is None and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.shape != (rows, cols):
-        raise MedcolorError(f"decoded frame has shape {arr.shape}, header says {rows}x{cols}", where=path,
-                            hint="the file is inconsistent; re-export it")
-    return arr
 
 
 def apply_modality(arr: np.ndarray, ds: Dataset, frame: int | None) -> np.ndarray:

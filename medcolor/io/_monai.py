@@ -19,7 +19,9 @@ import numpy as np
 from monai.data import Dataset, ImageReader
 
 from medcolor.errors import MedcolorError
-from medcolor.io import _dicom, _images, _nifti
+from medcolor.io._dicom import frame_orientation, sniff_dicom
+from medcolor.io._images import IMAGE_SUFFIXES
+from medcolor.io._nifti import is_nifti
 from medcolor.io._scan import read_item, read_slice, scan
 from medcolor.types import Series
 
@@ -31,7 +33,7 @@ def _affine(series: Series) -> np.ndarray:
     aff = np.eye(4)
     first = series.slices[0]
     ds = first.dataset
-    iop = _dicom.frame_orientation(ds, first.frame) if ds is not None else None
+    iop = frame_orientation(ds, first.frame) if ds is not None else None
     spacing = series.pixel_spacing or (1.0, 1.0)
     if iop is None or first.position is None:
         aff[0, 0] = 1.0
@@ -73,11 +75,11 @@ class MedcolorReader(ImageReader):
         names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
         for name in names:
             p = Path(name)
-            if p.is_dir() or _nifti.is_nifti(p) or p.suffix.lower() in _images.IMAGE_SUFFIXES + (".dcm",):
+            if p.is_dir() or is_nifti(p) or p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",):
                 continue
             try:
                 with open(p, "rb") as f:
-                    if _dicom.sniff_dicom(f.read(132)) is None:
+                    if sniff_dicom(f.read(132)) is None:
                         return False
             except OSError:
                 return False

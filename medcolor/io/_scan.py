@@ -12,8 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
+import medcolor.io._decode as _decode
+import medcolor.io._dicom as _dicom
+import medcolor.io._images as _images
+import medcolor.io._nifti as _nifti
 from medcolor.errors import MedcolorError, SkipInput
-from medcolor.io import _dicom, _images, _nifti
 from medcolor.types import FileOutcome, Series, SliceRef
 
 _GLOB_CHARS = set("*?[")
@@ -99,16 +102,14 @@ class _Candidate:
     key: tuple
     order: int                 # index of the file in discovery order
     orientation: tuple[float, ...] | None = None
-    fast_header: bool = False  # the header came from _dicom's fast path (so reread_header reads it)
-    header_mtime: float | None = None  # the file's mtime when a helper read it (see _classify_chunk)
 
 
 def _round_iop(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
     return None if iop is None else tuple(round(v, 3) + 0.0 for v in iop)
 
 
-def _dicom_candidates(path: Path, kind: str, order: int, memo: _dicom.ScanMemo | None = None) -> list[_Candidate]:
-    hdr = _dicom.read_header(path, kind, memo)
+def _dicom_candidates(path: Path, kind: str, order: int) -> list[_Candidate]:
+    hdr = _dicom.read_header(path, kind)
     ds = hdr.dataset
     frames = _dicom.n_frames(ds)
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -125,10 +126,11 @@ def _dicom_candidates(path: Path, kind: str, order: int, memo: _dicom.ScanMemo |
         frame = f if frames > 1 else None
         iop = _dicom.frame_orientation(ds, frame)
         ref = SliceRef(path=path, frame=frame, sop_instance_uid=sop_uid, sop_class_uid=sop_class,
-                       instance_number=inst, position=_dicom.frame_position(ds, frame), dataset=ds)
+                       instance_number=inst, position=_dicom.frame_position(ds, frame), dataset=ds,
+                       pixel_offset=hdr.pixel_offset)
         group_uid = series_uid or f"no-series-uid:{path.parent}"
         key = ("dicom", group_uid, _round_iop(iop), rows, cols, photometric)
-        out.append(_Candidate(ref, key, order, iop, hdr.fast))
+        out.append(_Candidate(ref, key, order, iop))
     return out
 
 
@@ -210,6 +212,10 @@ def _build_dicom_series(cands: list[_Candidate], outcomes: list[FileOutcome]) ->
                                 f"{med:.2f} mm): slices may be missing")
     first = kept[0].ref
     ds = first.dataset
+    dropped = _dicom.drop_invalid_copied(ds)
+    if dropped:
+        notes.append(f"invalid {', '.join(dropped)} in the header of {first.path.name}, the series' reference: "
+                     "not copied to the output")
     if str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE" and \
             str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME2":
         notes.append("Presentation LUT Shape INVERSE: shown inverted, as MONOCHROME1")
@@ -295,19 +301,13 @@ def scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
         return _scan(inputs)
 
 
-#: a scan of at least this many files has two chunks of files in every three read by a forked helper process
-PARALLEL_SCAN_MIN_FILES = 64
-_SCAN_CHUNK = 16
-_helper_memo = _dicom.ScanMemo()   # the helper process's memo (see _dicom.ScanMemo)
-
-
-def _classify(order: int, path: Path, memo: _dicom.ScanMemo) -> tuple[list[_Candidate], Series | None, FileOutcome | None]:
+def _classify(order: int, path: Path) -> tuple[list[_Candidate], Series | None, FileOutcome | None]:
     """One input file -> its DICOM candidates, or a NIfTI/plain-image series, or the outcome of a file that
     is in no series (skipped or failed with a one-line reason). Never raises for a bad file."""
     kind, extra = _sniff_kind(path)
     try:
         if kind == "dicom":
-            return _dicom_candidates(path, extra or "part10", order, memo), None, None
+            return _dicom_candidates(path, extra or "part10", order), None, None
         if kind == "nifti":
             return [], _nifti_series(path), None
         if kind == "image":
@@ -323,85 +323,12 @@ def _classify(order: int, path: Path, memo: _dicom.ScanMemo) -> tuple[list[_Cand
         return [], None, FileOutcome(path, "failed", f"unreadable ({_one_line(str(exc))[:160]})")
 
 
-def _classify_chunk(chunk: list[tuple[int, Path]]) -> list:
-    """In the helper process: ``_classify`` of each (order, path), warnings silenced as in ``scan``. A header
-    read on the fast path goes back without its dataset (pickling one cost about as much as a third of
-    reading it): the scan's process reads it again (``_restore``), unconverted and unchecked."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = []
-        for order, path in chunk:
-            cands, series, outcome = _classify(order, path, _helper_memo)
-            if cands and all(c.fast_header for c in cands):
-                for c in cands:
-                    c.header_mtime = getattr(c.ref.dataset, "timestamp", None)
-                    c.ref.dataset = None
-            out.append((cands, series, outcome))
-        return out
-
-
-def _restore(result, order: int, path: Path, memo: _dicom.ScanMemo):
-    """A helper's ``_classify`` result with its header read again here (see ``_classify_chunk``); the whole
-    ``_classify`` here when that fails."""
-    cands = result[0]
-    if not cands or cands[0].ref.dataset is not None:
-        return result
-    ds = _dicom.reread_header(path, memo)
-    if ds is None or cands[0].header_mtime is None or getattr(ds, "timestamp", None) != cands[0].header_mtime:
-        return _classify(order, path, memo)   # the file changed since the helper checked it
-    for c in cands:
-        c.ref.dataset = ds
-    return result
-
-
-def _helper_pool():
-    """A one-process pool forked from this one, or None where there is no second CPU, no fork, or other
-    Python threads (a lock one of them holds at the fork, e.g. logging's, would stay held in the child)."""
-    import threading
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cpus < 2 or threading.active_count() > 1:
-        return None
-    try:
-        import multiprocessing
-
-        return multiprocessing.get_context("fork").Pool(1)
-    except (ImportError, ValueError, OSError):
-        return None
-
-
-def _classify_all(files: list[Path]):
-    """``_classify`` of every file, in input order. The header parse is pure-Python work, one file after
-    another; for many files a forked helper process classifies two chunks of files in every three while
-    this one classifies the third and reads the helper's headers again (``_restore``: about 0.4 of a
-    classification, hence the two-to-one split)."""
-    memo = _dicom.ScanMemo()  # values converted and sequences read by this scan
-    items = list(enumerate(files))
-    pool = _helper_pool() if len(files) >= PARALLEL_SCAN_MIN_FILES else None
-    if pool is None:
-        for order, path in items:
-            yield _classify(order, path, memo)
-        return
-    chunks = [items[i:i + _SCAN_CHUNK] for i in range(0, len(items), _SCAN_CHUNK)]
-    try:
-        helped = pool.imap(_classify_chunk, [c for k, c in enumerate(chunks) if k % 3])
-        for k, chunk in enumerate(chunks):
-            if k % 3:
-                for (order, path), result in zip(chunk, next(helped)):
-                    yield _restore(result, order, path, memo)
-            else:
-                for order, path in chunk:
-                    yield _classify(order, path, memo)
-    finally:
-        pool.terminate()
-        pool.join()
-
-
 def _scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
     files, outcomes = expand_inputs(inputs)
     groups: dict[tuple, list[_Candidate]] = defaultdict(list)
     others: list[tuple[int, Series]] = []
-    for order, (cands, series, outcome) in enumerate(_classify_all(files)):
+    for order, path in enumerate(files):
+        cands, series, outcome = _classify(order, path)
         for c in cands:
             groups[c.key].append(c)
         if series is not None:
@@ -446,27 +373,27 @@ def read_slice(ref: SliceRef, series: Series) -> np.ndarray:
         return _nifti.read_nifti_slice(path, ref.frame or 0)
     if series.kind == "image":
         return _images.read_image_gray(path, ref.frame)
-    ds = ref.dataset
-    if ds is None:
+    ds, offset = ref.dataset, ref.pixel_offset
+    if ds is None:  # a SliceRef made elsewhere, without its header
         kind, extra = _sniff_kind(path)
         if kind != "dicom":
             raise MedcolorError("not DICOM", where=path)
-        ds = _dicom.read_header(path, extra or "part10").dataset
-    arr = _dicom.decode_frame(path, ds, ref.frame)
+        header = _dicom.read_header(path, extra or "part10")
+        ds, offset = header.dataset, header.pixel_offset
+    arr = _decode.decode_frame(path, ds, ref.frame, offset)
     try:
         return _dicom.apply_modality(arr, ds, ref.frame)
     except Exception as exc:  # noqa: BLE001
-        raise MedcolorError(f"cannot apply the modality LUT ({' '.join(str(exc).split())[:160]})", where=path,
+        raise MedcolorError(f"cannot apply the modality LUT ({_dicom.one_line(exc)})", where=path,
                             hint="the Modality LUT or rescale attributes are malformed") from None
 
 
 def reads_by_file_io(series: Series) -> bool:
-    """Whether reading a slice of ``series`` is mostly file I/O (uncompressed little-endian DICOM, judged
-    by its first slice), so a reader thread serves as well as a reader process, without the process's
-    cost of handing every slice over."""
+    """Whether reading a slice of ``series`` is plain file I/O (uncompressed little-endian DICOM whose
+    frames the scan located, judged by its first slice), so a reader thread serves as well as a reader
+    process, without the process's cost of handing every slice over."""
     first = series.slices[0] if series.slices else None
-    return series.kind == "dicom" and first is not None and first.dataset is not None and \
-        _dicom.is_native_le(first.dataset)
+    return series.kind == "dicom" and first is not None and first.pixel_offset is not None
 
 
 def read_item(series: Series, index: int) -> dict:
@@ -509,39 +436,10 @@ def read_image_rgb(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     digest = _images.sha256_file(p)
     kind, _extra = _sniff_kind(p)
     if kind == "dicom":
-        return _dicom_rgb(p), digest
+        return _decode.read_dicom_rgb(p), digest
     try:
         return _images.read_rgb_plain(p), digest
     except MedcolorError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise MedcolorError(f"cannot read image ({' '.join(str(exc).split())[:160]})", where=p) from None
-
-
-def _dicom_rgb(path: Path) -> np.ndarray:
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), force=True)
-            arr = pydicom.pixels.pixel_array(ds, index=0 if _dicom.n_frames(ds) > 1 else None)
-            pi = str(ds.get("PhotometricInterpretation", "")).upper()
-            if pi == "PALETTE COLOR":
-                arr = pydicom.pixels.apply_color_lut(arr, ds)
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - decoder plug-ins may raise pyo3 PanicException
-        raise MedcolorError(f"cannot read DICOM image ({' '.join(str(exc).split())[:160]})", where=path,
-                            hint="use a PNG/JPEG/TIFF reference or a valid colour DICOM") from None
-    if arr.ndim == 2:
-        if pi == "MONOCHROME1":
-            arr = arr.max() - arr
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    bits = int(ds.get("BitsStored", 8) or 8)
-    if arr.dtype != np.uint8:
-        a = arr.astype(np.float64)
-        if pi == "PALETTE COLOR" or bits > 8:
-            a = a / (65535.0 if pi == "PALETTE COLOR" else float((1 << bits) - 1)) * 255.0
-        arr = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr[..., :3])
+        raise MedcolorError(f"cannot read image ({_dicom.one_line(exc)})", where=p) from None

@@ -1,5 +1,6 @@
-"""CycleGAN for unpaired colourisation (``medcolor train --method cyclegan``): networks, losses, image
-pool and the training loop. Pure torch (no torchvision, never downloads).
+"""CycleGAN for unpaired colourisation (``medcolor train --method cyclegan``): discriminators, losses,
+image pool and the training loop; the generators are :mod:`medcolor.nets.cyclegan`. Pure torch (no
+torchvision, never downloads).
 
 Domains and what the networks see:
 
@@ -52,106 +53,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medcolor.color import lab_to_srgb, srgb_to_lab
+from medcolor.color import lab_to_rgb8, srgb_to_lab
+from medcolor.colorizers.base import resolve_device
 from medcolor.errors import MedcolorError
-from medcolor.train.lut import LUT_BINS, apply_l_lut
+from medcolor.nets.checkpoint import load_checkpoint
+from medcolor.nets.cyclegan import ARCH, ColorGenerator, ResnetGenerator
+from medcolor.train.checkpoint import save_checkpoint
+from medcolor.train.data import _sample, describe_data, find_images, gray_l, lab_of, load_images
+from medcolor.train.loop import budget_check, init_distributed
+from medcolor.train.losses import GANLoss, load_vgg16_features, tv_loss
+from medcolor.train.lut import fit_l_lut
 
-__all__ = ["ARCH", "ARCHITECTURES", "CycleConfig", "ColorGenerator", "ResnetGenerator", "PatchDiscriminator",
-           "GANLoss", "ImagePool", "VGG16Features", "load_vgg16_features", "tv_loss", "train_cyclegan",
-           "gray_domain_images"]
+__all__ = ["CycleConfig", "PatchDiscriminator", "ImagePool", "train_cyclegan", "gray_domain_images"]
 
-ARCH = "cyclegan-resnet"
-AB_LIMIT = 110.0
 ProgressFn = Callable[..., None]
 
 
-# --------------------------------------------------------------------------------------- networks
-class _ResBlock(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch), nn.ReLU(True),
-                                  nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class ResnetGenerator(nn.Module):
-    """Johnson-style CycleGAN generator: c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` residual
-    blocks (reflection padding, instance norm), two transposed-conv upsamplings, c7s1-out, tanh.
-    Any input size: padded (replicate) to a multiple of 4 and cropped back, so out size == in size."""
-
-    def __init__(self, in_ch: int, out_ch: int, ngf: int = 64, n_blocks: int = 9) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
-        ch = ngf
-        for _ in range(2):
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ch * 2), nn.ReLU(True)]
-            ch *= 2
-        layers += [_ResBlock(ch) for _ in range(n_blocks)]
-        for _ in range(2):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
-                       nn.InstanceNorm2d(ch // 2), nn.ReLU(True)]
-            ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        ph, pw = (-H) % 4, (-W) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        y = self.model(x)
-        return y[..., :H, :W]
-
-
-class ColorGenerator(nn.Module):
-    """``G_color`` as stored in checkpoints: L (0..100, ``[B,1,H,W]``) -> colour.
-
-    ``l_lock`` True: :meth:`forward` returns ab (CIE units, within +-110) -- the backend's output;
-    False: the net predicts sRGB and :meth:`forward` returns the ab of that sRGB (the pipeline still joins
-    it to the source L). :meth:`rgb` gives the colour image (sRGB 0..1) used in training.
-
-    ``luma_prior`` (L-lock only): the ResNet predicts a residual over a fixed 1-D L -> ab table
-    (``prior_lut`` ``[2, 101]``, a buffer saved with the weights), ``ab = clamp(lut(L) + 110 * tanh(out))``.
-    Training fits the table from the *colour domain alone* (mean ab per L*, :func:`fit_l_lut`) -- no
-    pairing -- and starts the residual at zero, so step 0 is the unpaired luminance lookup and the
-    adversarial/cycle/identity/perceptual/TV losses move the colour away from it where they gain."""
-
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, l_lock: bool = True, luma_prior: bool = False) -> None:
-        super().__init__()
-        self.l_lock = bool(l_lock)
-        self.luma_prior = bool(luma_prior) and self.l_lock
-        self.net = ResnetGenerator(1, 2 if self.l_lock else 3, ngf, n_blocks)
-        if self.luma_prior:
-            self.register_buffer("prior_lut", torch.zeros(2, LUT_BINS))
-
-    def set_prior(self, lut: torch.Tensor) -> None:
-        """Install the L -> ab table and zero the last convolution (the residual starts at 0)."""
-        with torch.no_grad():
-            self.prior_lut.copy_(lut.to(self.prior_lut))
-            last = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)][-1]
-            last.weight.zero_()
-            last.bias.zero_()
-
-    def _ab(self, L: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        if not self.luma_prior:
-            return out * AB_LIMIT
-        return (apply_l_lut(self.prior_lut, L) + out * AB_LIMIT).clamp(-AB_LIMIT, AB_LIMIT)
-
-    def rgb(self, L: torch.Tensor) -> torch.Tensor:
-        out = self.net(L / 50.0 - 1.0)
-        if self.l_lock:
-            return lab_to_srgb(torch.cat([L, self._ab(L, out)], dim=1)).clamp(0.0, 1.0)
-        return (out + 1.0) / 2.0
-
-    def forward(self, L: torch.Tensor) -> torch.Tensor:
-        out = self.net(L / 50.0 - 1.0)
-        if self.l_lock:
-            return self._ab(L, out)
-        return srgb_to_lab(((out + 1.0) / 2.0).clamp(0.0, 1.0))[:, 1:]
-
-
+# ------------------------------------------------------------------------------- discriminator
 class PatchDiscriminator(nn.Module):
     """70x70 PatchGAN (``n_layers`` = 3): C64-C128-C256-C512 (4x4, LeakyReLU 0.2, instance norm from
     the second layer), then a 1-channel 4x4 conv: one logit per overlapping 70x70 patch."""
@@ -172,119 +90,8 @@ class PatchDiscriminator(nn.Module):
         return self.model(x)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {ARCH: ColorGenerator}
 
-
-# ----------------------------------------------------------------------------------------- losses
-class GANLoss(nn.Module):
-    """``lsgan`` (MSE to 1 / 0) or ``vanilla`` (BCE with logits)."""
-
-    def __init__(self, mode: str = "lsgan") -> None:
-        super().__init__()
-        if mode not in ("lsgan", "vanilla"):
-            raise MedcolorError(f"unknown GAN loss {mode!r}", where="--gan-mode", hint="use lsgan or vanilla")
-        self.mode = mode
-
-    def forward(self, pred: torch.Tensor, real: bool) -> torch.Tensor:
-        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
-        if self.mode == "lsgan":
-            return F.mse_loss(pred, target)
-        return F.binary_cross_entropy_with_logits(pred, target)
-
-
-def tv_loss(img: torch.Tensor, beta: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
-    """Total variation ``mean((dx^2 + dy^2 + eps)^(beta/2))`` (beta = 1: isotropic TV)."""
-    dx = img[..., :-1, 1:] - img[..., :-1, :-1]
-    dy = img[..., 1:, :-1] - img[..., :-1, :-1]
-    return (dx.square() + dy.square() + eps).pow(beta / 2.0).mean()
-
-
-_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-_VGG_MEAN = (0.485, 0.456, 0.406)
-_VGG_STD = (0.229, 0.224, 0.225)
-
-
-def _vgg16_features_layers() -> nn.Sequential:
-    """torchvision's ``vgg16().features`` layout (so ``features.<i>.weight`` keys line up)."""
-    layers: list[nn.Module] = []
-    ch = 3
-    for v in _VGG16_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(ch, int(v), 3, padding=1), nn.ReLU(inplace=False)]
-            ch = int(v)
-    return nn.Sequential(*layers)
-
-
-class VGG16Features(nn.Module):
-    """Frozen VGG16 feature taps at relu1_2, relu2_2, relu3_3 (indices 3, 8, 15 of ``features``).
-    ``source`` says where the weights came from ("file <name>" or "random-init (seed 0)")."""
-
-    TAPS = (3, 8, 15)
-
-    def __init__(self, features: nn.Sequential, source: str) -> None:
-        super().__init__()
-        self.features = features[: max(self.TAPS) + 1]
-        self.source = source
-        self.register_buffer("mean", torch.tensor(_VGG_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_VGG_STD).view(1, 3, 1, 1))
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
-
-    def forward(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
-        x = (rgb01 - self.mean) / self.std
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                out.append(x)
-        return out
-
-    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return sum(F.l1_loss(fa, fb) for fa, fb in zip(self(a), self(b))) / len(self.TAPS)
-
-
-def load_vgg16_features(path: str | Path | None) -> VGG16Features:
-    """VGG16 features from a local torchvision-layout state dict (``features.*`` keys; every shape
-    checked, nothing downloaded), or without ``path`` the documented fallback: the same layers with a
-    fixed random initialisation (seed 0, Kaiming-normal, zero bias)."""
-    feats = _vgg16_features_layers()
-    if path is None:
-        g = torch.Generator().manual_seed(0)
-        for m in feats:
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.in_channels * 9
-                with torch.no_grad():
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
-                    m.bias.zero_()
-        return VGG16Features(feats, "random-init VGG16 layout (seed 0; no --perceptual-weights)")
-    p = Path(path)
-    if not p.is_file():
-        raise MedcolorError("no such VGG16 weights file", where=p, hint="give a local torchvision vgg16 state dict (.pth)")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise MedcolorError(f"not a readable torch state dict ({type(exc).__name__})", where=p,
-                            hint="give torchvision's vgg16 weights file (state dict)") from None
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise MedcolorError("not a state dict", where=p, hint="give torchvision's vgg16 weights file (state dict)")
-    expected = {f"features.{k}": v.shape for k, v in feats.state_dict().items()}
-    missing = [k for k in expected if k not in sd]
-    if missing:
-        raise MedcolorError(f"not a VGG16 state dict: missing {len(missing)} features.* key(s), e.g. {missing[0]}",
-                            where=p, hint="use torchvision's vgg16 (not vgg16_bn) weights")
-    bad = [k for k, s in expected.items() if not isinstance(sd[k], torch.Tensor) or tuple(sd[k].shape) != tuple(s)]
-    if bad:
-        raise MedcolorError(f"VGG16 weight shapes do not match ({bad[0]}: {tuple(sd[bad[0]].shape)} vs "
-                            f"{tuple(expected[bad[0]])})", where=p, hint="use torchvision's vgg16 weights")
-    feats.load_state_dict({k[len("features."):]: sd[k].float() for k in expected}, strict=True)
-    return VGG16Features(feats, f"file {p.name}")
-
-
+# ------------------------------------------------------------------------------------- image pool
 class ImagePool:
     """Buffer of up to ``size`` past fakes (Shrivastava et al.): each query image is, with
     probability 1/2 once the pool is full, swapped for a stored one. Own seeded generator."""
@@ -356,8 +163,6 @@ def gray_domain_images(folder: str | Path, window: str | None, work_size: int) -
 
 def _batch(images: list[torch.Tensor], size: int, n: int, seed: int, step: int, tag: int, first: int = 0) -> torch.Tensor:
     """Samples ``first .. first+n-1`` of step ``step`` (rank r of a torchrun job takes ``first = r * n``)."""
-    from medcolor.train.data import _sample
-
     out = []
     for j in range(first, first + n):
         rng = np.random.default_rng([seed, tag, step, j])
@@ -370,9 +175,7 @@ def colour_side_validation(g_color: ColorGenerator, images: list[torch.Tensor], 
     """The unpaired setting has no colour truth for the gray side; what can be checked is the colour
     side: G_color fed the L* of each colour photo's 8-bit gray (as ``medcolor run`` reads a gray image)
     must give back the photo. Mean PSNR and SSIM (8-bit RGB, as ``medcolor evaluate``) over ``images``."""
-    from medcolor.color import lab_to_rgb8
     from medcolor.evaluate import rgb_metrics
-    from medcolor.train.data import gray_l, lab_of
 
     was = g_color.training
     g_color.eval()
@@ -439,9 +242,6 @@ def _noop(*_: Any, **__: Any) -> None:
 def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Train; returns ``{"output", "steps", "seconds", "losses", "manifest"}``. ``progress`` gets
     ``"start"``, ``"step"`` (step, steps, loss, and every loss term) and ``"saved"``."""
-    from medcolor.colorizers.base import resolve_device
-    from medcolor.train import checkpoint as ckpt
-    from medcolor.train.data import describe_data, find_images, load_images
 
     progress = progress or _noop
     t0 = time.perf_counter()
@@ -450,8 +250,6 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
     if cfg.lr_schedule not in ("linear", "cosine"):
         raise MedcolorError(f"unknown schedule {cfg.lr_schedule!r}", where="--lr-schedule", hint="linear or cosine")
     import torch.distributed as dist
-
-    from medcolor.train.loop import budget_check, init_distributed
 
     world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
@@ -474,8 +272,6 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
                 nn.init.normal_(mod.weight, 0.0, 0.02)
                 nn.init.zeros_(mod.bias)
     if g_color.luma_prior:
-        from medcolor.train.lut import fit_l_lut
-
         g_color.set_prior(fit_l_lut(color_imgs))
     pool_color = ImagePool(cfg.pool_size, cfg.seed * 2 + 1 + 1000 * rank)
     pool_gray = ImagePool(cfg.pool_size, cfg.seed * 2 + 2 + 1000 * rank)
@@ -483,7 +279,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
     opt_d = torch.optim.Adam(list(d_color.parameters()) + list(d_gray.parameters()), lr=cfg.lr, betas=(0.5, 0.999))
     start = 0
     if cfg.resume:
-        manifest, state, tstate = ckpt.load_checkpoint(cfg.resume, with_training_state=True)
+        manifest, state, tstate = load_checkpoint(cfg.resume, with_training_state=True)
         if manifest.get("architecture") != ARCH:
             raise MedcolorError("cannot resume: not a cyclegan checkpoint", where=cfg.resume)
         if tstate is None or "g_gray" not in tstate:
@@ -572,7 +368,7 @@ def train_cyclegan(cfg: CycleConfig, progress: ProgressFn | None = None) -> dict
         if best and best["step"] != step:  # the inference weights are the best validated step's
             shipped = ColorGenerator(**arch_args)
             shipped.load_state_dict(best["state"])
-        man = ckpt.save_checkpoint(cfg.output, shipped, ARCH, arch_args, extra, tstate)
+        man = save_checkpoint(cfg.output, shipped, ARCH, arch_args, extra, tstate)
         progress("saved", path=str(cfg.output), step=step, final=final)
         return man
 

@@ -10,6 +10,12 @@
   Augmentation: random resized crop (area 55-100 %, aspect 0.8-1.25), rotation +-12 degrees,
   horizontal/vertical flips, brightness jitter (linear-light gain 0.8-1.25), all in one
   ``grid_sample`` (reflection padding) to ``size``x``size``.
+* ``camera_shift(rgb, gains, exposure, gamma, chroma)``: an image re-rendered as another camera might
+  have taken it (white balance and exposure in linear light, a tone curve, a saturation change). With
+  ``camera`` > 0 the dataset applies a random one to each sample (``random_camera``: at strength 1 blue
+  gain x/ 1.65, red x/ 1.16, green x/ 1.08, exposure x/ 1.5, gamma x/ 1.28, chroma x/ 1.5, log-uniform),
+  *before* L and ab are computed, so the network sees the gray of that image and learns the chroma a
+  fundus (or any) photo has across cameras, not one camera's rendering of it.
 * ``gray_l(L)``: the L* a user's 8-bit gray PNG of that L carries (the sRGB gray of L, rounded to 8
   bits, back to L*): the network is trained on the L it will see at ``medcolor run`` time.
 
@@ -27,11 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medcolor.color import srgb_to_lab
+from medcolor.color import lab_to_srgb, linear_to_srgb, srgb_to_lab, srgb_to_linear
 from medcolor.errors import MedcolorError
 
 __all__ = ["IMAGE_SUFFIXES", "find_images", "load_images", "describe_data", "gray_l",
-           "AugmentedColourDataset", "whole_images", "lab_of"]
+           "AugmentedColourDataset", "whole_images", "lab_of", "camera_shift", "random_camera"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 _E = 6.0 / 29.0
@@ -125,8 +131,31 @@ def _sample(img: torch.Tensor, size: int, rng: np.random.Generator, augment: boo
     return out.clamp_(0.0, 1.0)
 
 
-def _make_item(img: torch.Tensor, size: int, rng: np.random.Generator, augment: bool, index: int = -1) -> dict:
+def camera_shift(rgb: torch.Tensor, gains: tuple[float, float, float] = (1.0, 1.0, 1.0), exposure: float = 1.0,
+                 gamma: float = 1.0, chroma: float = 1.0) -> torch.Tensor:
+    """sRGB ``[3,H,W]`` (0..1) re-rendered: per-channel ``gains`` times ``exposure`` in linear light
+    (clipped at white), then ``srgb ** gamma``, then CIE-Lab chroma times ``chroma`` (L kept, clipped
+    into sRGB). Returns sRGB ``[3,H,W]`` in 0..1."""
+    g = torch.tensor(gains, dtype=rgb.dtype).view(3, 1, 1) * exposure
+    out = linear_to_srgb((srgb_to_linear(rgb.clamp(0.0, 1.0)) * g).clamp(0.0, 1.0)).clamp(0.0, 1.0) ** gamma
+    if chroma != 1.0:
+        lab = srgb_to_lab(out)
+        out = lab_to_srgb(torch.cat([lab[:1], lab[1:] * chroma])).clamp(0.0, 1.0)
+    return out
+
+
+def random_camera(rng: np.random.Generator, strength: float) -> dict:
+    """Random ``camera_shift`` arguments (log-uniform; see the module docstring)."""
+    def u(r: float) -> float:
+        return math.exp(rng.uniform(-r, r) * strength)
+    return {"gains": (u(0.15), u(0.08), u(0.5)), "exposure": u(0.4), "gamma": u(0.25), "chroma": u(0.4)}
+
+
+def _make_item(img: torch.Tensor, size: int, rng: np.random.Generator, augment: bool, index: int = -1,
+               camera: float = 0.0) -> dict:
     rgb = _sample(img, size, rng, augment)
+    if camera > 0:
+        rgb = camera_shift(rgb, **random_camera(rng, camera))
     lab = lab_of(rgb)
     return {"L": gray_l(lab[:1]).clamp(0.0, 100.0), "ab": lab[1:], "rgb": rgb, "image": int(index)}
 
@@ -147,19 +176,20 @@ class AugmentedColourDataset(_dataset_base()):  # type: ignore[misc]
     """
 
     def __init__(self, images: list[torch.Tensor], size: int, length: int, seed: int = 0,
-                 augment: bool = True) -> None:
+                 augment: bool = True, camera: float = 0.0) -> None:
         super().__init__(data=range(length), transform=None)  # type: ignore[arg-type]
         self.images = images
         self.size = int(size)
         self.seed = int(seed)
         self.augment = augment
+        self.camera = float(camera)
 
     def _transform(self, index: int) -> dict:
         n = len(self.images)
         epoch, k = divmod(int(index), n)
         perm = np.random.default_rng([self.seed, 1_000_003, epoch]).permutation(n)
         rng = np.random.default_rng([self.seed, int(index)])
-        return _make_item(self.images[int(perm[k])], self.size, rng, self.augment, int(perm[k]))
+        return _make_item(self.images[int(perm[k])], self.size, rng, self.augment, int(perm[k]), self.camera)
 
 
 def whole_images(images: list[torch.Tensor], size: int) -> dict:

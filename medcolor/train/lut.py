@@ -2,8 +2,8 @@
 
 ``fit_l_lut(images)`` -> ``[2, bins]``: mean a and b of all training pixels at L nodes evenly spaced
 over 0..100 (linear splatting), lightly smoothed, empty ranges filled from the nearest filled node
-(and ab = 0 when the images have no pixels at all). ``apply_l_lut(lut, L)`` -> ab by linear
-interpolation. ``mean_ab(images)`` -> the training set's mean (a, b).
+(and ab = 0 when the images have no pixels at all); :func:`medcolor.nets.lookup.apply_l_lut` applies
+it. ``mean_ab(images)`` -> the training set's mean (a, b).
 """
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
-from medcolor.colorizers._nets import curve_lookup
+from medcolor.nets.lookup import LUT_BINS
+from medcolor.train.data import lab_of
 
-__all__ = ["fit_l_lut", "apply_l_lut", "mean_ab", "LUT_BINS"]
-
-LUT_BINS = 101
+__all__ = ["fit_l_lut", "mean_ab"]
 
 
 def _labs(images: Iterable[torch.Tensor]):
-    from medcolor.train.data import lab_of
-
     for img in images:
         yield lab_of(img if img.ndim == 3 else img[0]).reshape(3, -1).double()
 
@@ -53,11 +50,6 @@ def fit_l_lut(images: Iterable[torch.Tensor], bins: int = LUT_BINS, smooth: floa
         nearest = idx[(torch.arange(bins)[:, None] - idx[None, :]).abs().argmin(dim=1)]
         lut = lut[:, nearest]
     return lut.float()
-
-
-def apply_l_lut(lut: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """``lut`` ``[2, bins]``, ``L`` ``[B,1,H,W]`` 0..100 -> ab ``[B,2,H,W]``."""
-    return curve_lookup(lut.to(L).reshape(1, 2, -1), L)
 
 
 def mean_ab(images: Iterable[torch.Tensor]) -> torch.Tensor:

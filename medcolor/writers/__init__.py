@@ -1,5 +1,9 @@
 """Writers of colourised slices: RGB Secondary Capture DICOM (single- or multi-frame), PNG, TIFF.
 
+Modules: ``sc_iod`` (what an RGB SC instance contains), ``deidentify`` (PS3.15 basic profile),
+``dicom_sc`` (SC files), ``image`` (PNG/TIFF files), ``_files`` (names, atomic publishing),
+``_source`` (tolerant reading of the source header).
+
 Every writer has the same interface: ``write(index, ref, rgb) -> Path | None``, ``close() ->
 list[Path]``, ``abort()``; files are named from counters only and written atomically. A writer never
 knows which backend ran: provenance arrives as a :class:`medcolor.types.Derivation`.
@@ -13,17 +17,17 @@ import numpy as np
 
 from medcolor.errors import MedcolorError
 from medcolor.types import Derivation, Series, SliceRef
-from medcolor.writers.dicom_sc import (
+from medcolor.writers.deidentify import Deidentifier
+from medcolor.writers.dicom_sc import SecondaryCaptureWriter
+from medcolor.writers.image import ImageWriter
+from medcolor.writers.sc_iod import (
     IMPLEMENTATION_CLASS_UID,
     MF_TRUE_COLOR_SC_IMAGE_STORAGE,
     SC_IMAGE_STORAGE,
-    Deidentifier,
     RGBSecondaryCapture,
-    SecondaryCaptureWriter,
     patient_orientation,
     series_description,
 )
-from medcolor.writers.image import ImageWriter
 
 __all__ = [
     "IMPLEMENTATION_CLASS_UID",

@@ -12,8 +12,12 @@ import itertools
 import os
 import re
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from medcolor.errors import MedcolorError
+from medcolor.types import Series
 
 _COUNTER = itertools.count(1)
 PART_SUFFIX = ".part"
@@ -30,6 +34,23 @@ def series_dir(out_dir: Path, series_number: int, modality: str | None) -> Path:
     if not isinstance(series_number, int) or series_number < 0:
         raise ValueError(f"series_number must be a non-negative int, got {series_number!r}")
     return Path(out_dir) / f"S{series_number:03d}_{modality_label(modality)}"
+
+
+def check_rgb(rgb: Any, rows: int, columns: int) -> None:
+    """ValueError unless ``rgb`` is a uint8 array [rows, columns, 3]."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        shape = getattr(rgb, "shape", None)
+        dtype = getattr(rgb, "dtype", type(rgb).__name__)
+        raise ValueError(f"rgb must be a uint8 array [H, W, 3], got {dtype} {shape}")
+    if rgb.shape[:2] != (rows, columns):
+        raise ValueError(f"rgb is {rgb.shape[0]}x{rgb.shape[1]}, the series is {rows}x{columns}")
+
+
+def check_index(index: Any) -> int:
+    """``index`` as an int, ValueError unless it is a non-negative integer (not a bool)."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(f"index must be a non-negative int, got {index!r}")
+    return int(index)
 
 
 def checked_path(out_dir: Path, path: Path) -> Path:
@@ -123,15 +144,70 @@ class StagedFiles:
         self._staged.clear()
 
 
-class CloseOnSuccess:
-    """Mixin for series writers: as a context manager, ``close()`` when the block succeeds and
-    ``abort()`` when it raises (so an unfinished series publishes nothing)."""
+class SeriesFiles:
+    """Base of the series writers: the output folder of one series, its staged files, close and abort.
+
+    A subclass implements ``write(index, ref, rgb)``: it checks its arguments with :meth:`_accept`,
+    writes each file to the temporary path :meth:`_stage` gives, and records it in ``_written``.
+    :meth:`close` publishes every staged file together (after :meth:`_finish`, for what is written
+    only at the end), :meth:`abort` removes them; both then :meth:`_release` what the writer holds.
+    As a context manager: ``close()`` when the block succeeds, ``abort()`` when it raises.
+    """
+
+    def __init__(self, out_dir: Path, series: Series, series_number: int, overwrite: bool) -> None:
+        self.out_dir = Path(out_dir)
+        self.series = series
+        self.series_number = series_number
+        self.overwrite = overwrite
+        self.directory = checked_path(self.out_dir, series_dir(self.out_dir, series_number, series.modality))
+        self._written: dict[int, Path] = {}
+        self._staged = StagedFiles(overwrite)
+        self._closed = False
+
+    def _accept(self, index: Any, rgb: Any) -> int:
+        """``index`` as an int, after checking the writer is open and ``rgb`` is the series' size."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        check_rgb(rgb, self.series.rows, self.series.columns)
+        return check_index(index)
+
+    def _stage(self, final: Path) -> Path:
+        """The temporary path to write ``final`` under (folder made; ``final`` refused if it exists,
+        unless overwriting)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self._staged.stage(final)
+
+    def _finish(self) -> None:
+        """Write what is written only when the series is complete (before publishing)."""
+
+    def _release(self) -> None:
+        """Free what the writer holds besides its staged files."""
+
+    def close(self) -> list[Path]:
+        """Publish the series' files together; returns them in slice order. Idempotent."""
+        if not self._closed:
+            try:
+                self._finish()
+                self._staged.commit()
+            except BaseException:
+                self.abort()
+                raise
+            self._closed = True
+            self._release()
+        return [self._written[i] for i in sorted(self._written)]
+
+    def abort(self) -> None:
+        """Remove every temporary file: nothing of an unfinished series is published. Idempotent."""
+        self._closed = True
+        self._staged.discard()
+        self._written.clear()
+        self._release()
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.close()  # type: ignore[attr-defined]
+            self.close()
         else:
-            self.abort()  # type: ignore[attr-defined]
+            self.abort()

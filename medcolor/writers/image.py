@@ -16,14 +16,7 @@ from PIL import Image, PngImagePlugin
 from medcolor import __version__
 from medcolor.errors import MedcolorError
 from medcolor.types import Derivation, Series, SliceRef
-from medcolor.writers._files import (
-    CloseOnSuccess,
-    StagedFiles,
-    checked_path,
-    refuse_existing,
-    series_dir,
-)
-from medcolor.writers.dicom_sc import _check_index, _check_rgb
+from medcolor.writers._files import SeriesFiles, checked_path
 
 __all__ = ["ImageWriter"]
 
@@ -31,7 +24,7 @@ ImageFormat = Literal["png", "tiff"]
 _SUFFIX = {"png": ".png", "tiff": ".tiff"}
 
 
-class ImageWriter(CloseOnSuccess):
+class ImageWriter(SeriesFiles):
     """Writes colourised slices as 8-bit RGB PNG (zlib level 1, fast) or uncompressed TIFF.
 
     ``derivation`` (optional) is stored as PNG iTXt "Software"/"Description" (TIFF: Software and
@@ -44,17 +37,9 @@ class ImageWriter(CloseOnSuccess):
         if fmt not in _SUFFIX:
             raise MedcolorError(f"unknown image format {fmt!r}", where="--format",
                                 hint="use png or tiff")
-        self.out_dir = Path(out_dir)
-        self.series = series
-        self.series_number = series_number
+        super().__init__(out_dir, series, series_number, overwrite)
         self.fmt = fmt
-        self.overwrite = overwrite
         self.derivation = derivation
-        self.directory = checked_path(self.out_dir, series_dir(self.out_dir, series_number,
-                                                               series.modality))
-        self._written: dict[int, Path] = {}
-        self._staged = StagedFiles(overwrite)
-        self._closed = False
 
     def file_name(self, index: int, ref: SliceRef) -> str:
         """The output file name for slice ``index`` (see the module docstring)."""
@@ -71,36 +56,13 @@ class ImageWriter(CloseOnSuccess):
 
     def write(self, index: int, ref: SliceRef, rgb: np.ndarray) -> Path:
         """Write slice ``index`` (0-based); ``rgb`` uint8 [rows, columns, 3] sRGB. Returns the path."""
-        if self._closed:
-            raise RuntimeError("writer is closed")
-        index = _check_index(index)
-        _check_rgb(rgb, self.series.rows, self.series.columns)
+        index = self._accept(index, rgb)
         final = checked_path(self.out_dir, self.directory / self.file_name(index, ref))
-        refuse_existing(final, self.overwrite)
         image = Image.fromarray(np.ascontiguousarray(rgb))  # uint8 [H, W, 3] -> mode "RGB"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self._staged.stage(final)
-        with open(tmp, "xb") as fp:
+        with open(self._stage(final), "xb") as fp:
             image.save(fp, **self._save_options())
         self._written[index] = final
         return final
-
-    def close(self) -> list[Path]:
-        """Publish the series' files together; returns them in slice order. Idempotent."""
-        if not self._closed:
-            try:
-                self._staged.commit()
-            except BaseException:
-                self.abort()
-                raise
-        self._closed = True
-        return [self._written[i] for i in sorted(self._written)]
-
-    def abort(self) -> None:
-        """Remove every temporary file: nothing of an unfinished series is published. Idempotent."""
-        self._closed = True
-        self._staged.discard()
-        self._written.clear()
 
     def _save_options(self) -> dict[str, Any]:
         software = f"medcolor {__version__}"

@@ -1,4 +1,4 @@
-"""Networks of the ``cnn`` backend (pure torch; no torchvision, no downloads).
+"""The network of the ``cnn`` backend (pure torch; no torchvision, no downloads).
 
 ``LumaPriorUNet`` predicts CIE-Lab chroma ``ab`` from lightness ``L`` as the sum of three terms:
 
@@ -21,45 +21,16 @@ outputs ab in CIE units (soft-limited to +-110 by ``110 tanh(x / 110)``).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ARCHITECTURES", "LumaPriorUNet", "build_network", "curve_lookup", "soft_histogram"]
+from medcolor.nets.lookup import AB_LIMIT, curve_lookup, soft_histogram
 
-AB_LIMIT = 110.0
+__all__ = ["ARCH", "LumaPriorUNet"]
 
-
-def curve_lookup(table: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear lookup: ``table`` ``[B or 1, C, K]`` (nodes evenly spaced over L = 0..100),
-    ``L`` ``[B,1,H,W]`` in 0..100 -> ``[B,C,H,W]``. Differentiable w.r.t. ``table``."""
-    B, _, H, W = L.shape
-    K = table.shape[-1]
-    C = table.shape[-2]
-    pos = (L.clamp(0.0, 100.0) * ((K - 1) / 100.0)).reshape(B, 1, H * W)
-    lo = pos.floor().clamp(max=K - 2)
-    frac = pos - lo
-    lo = lo.long().expand(B, C, H * W)
-    tab = table.expand(B, C, K) if table.shape[0] == 1 else table
-    v0 = torch.gather(tab, 2, lo)
-    v1 = torch.gather(tab, 2, lo + 1)
-    return (v0 + (v1 - v0) * frac).reshape(B, C, H, W)
-
-
-def soft_histogram(L: torch.Tensor, bins: int) -> torch.Tensor:
-    """Normalised histogram ``[B, bins]`` of ``L`` ``[B,1,H,W]`` (0..100) with triangular (linear)
-    bin weights, so it is smooth in L."""
-    B = L.shape[0]
-    pos = (L.clamp(0.0, 100.0) * ((bins - 1) / 100.0)).reshape(B, -1)
-    lo = pos.floor().clamp(max=bins - 2)
-    frac = pos - lo
-    lo = lo.long()
-    h = torch.zeros(B, bins, device=L.device, dtype=L.dtype)
-    h.scatter_add_(1, lo, 1.0 - frac)
-    h.scatter_add_(1, lo + 1, frac)
-    return h / pos.shape[1]
+ARCH = "luma-prior-unet"
 
 
 def _groups(ch: int) -> int:
@@ -168,10 +139,3 @@ class LumaPriorUNet(nn.Module):
         ab = curve_lookup(table, target) + curve_lookup(curve, target) + res
         return AB_LIMIT * torch.tanh(ab / AB_LIMIT)
 
-
-ARCHITECTURES: dict[str, type[nn.Module]] = {"luma-prior-unet": LumaPriorUNet}
-
-
-def build_network(arch: str, args: dict[str, Any]) -> nn.Module:
-    """The network ``arch`` built with ``args``; KeyError for unknown names."""
-    return ARCHITECTURES[arch](**args)

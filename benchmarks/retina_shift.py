@@ -1,0 +1,139 @@
+"""How a fundus ``cnn`` model carries over to another camera: CHASE_DB1 test photos with camera-like
+colour shifts, scored as the shared tools score them.
+
+usage: python benchmarks/retina_shift.py [--model retina] [--model other.pt ...]
+                                         [--data /work/shared/data/chase_db1] [--train-split 01-07]
+                                         [--shifts all|none|NAME,NAME] [--threads 2] [-o result.json]
+
+For each shift, every test photo (``test/images``, children 08-14; with ``--train-split 08-14`` the
+other fold, ``training/images`` 01-07, so no child is on both sides either way) is re-rendered as another
+camera would have taken it -- ``medcolor.train.data.camera_shift``: in linear light white balance
+(per-channel gains) and exposure (a gain), then a tone curve (gamma on sRGB) and a saturation change
+(CIE-Lab chroma scaled) -- and saved
+as PNG (shrunk to ``--max-side`` 512 pixels first: the scoring is at 256x256 anyway, and it is 4x
+cheaper than the 999x960 originals). That colour image is the truth; its 8-bit gray (``medcolor.evaluate.write_gray``, as
+``make_gray.py``) is coloured by ``medcolor run --method cnn --model M --format png`` and scored with
+``medcolor.evaluate`` at 256x256 (the ``eval_color.py`` protocol): PSNR, SSIM, CIEDE2000. The baselines
+``mean-ab`` and ``l-lut`` are fitted on the *unshifted* training photos of the other fold, as a model is.
+
+The shifts (``SHIFTS``) span what fundus cameras differ by: a warmer and a cooler white balance, brighter
+and darker exposure, a flatter tone curve, lower and higher saturation, and two combinations
+(``camera-a``: brighter, bluer, less saturated; ``camera-b``: darker, warmer, flatter).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name: (RGB gains in linear light, exposure gain, gamma on sRGB (out = in ** gamma), chroma scale)
+SHIFTS: dict[str, tuple[tuple[float, float, float], float, float, float]] = {
+    "none": ((1.0, 1.0, 1.0), 1.0, 1.0, 1.0),
+    "warm": ((1.08, 1.0, 0.7), 1.0, 1.0, 1.0),
+    "cool": ((0.85, 1.0, 1.45), 1.0, 1.0, 1.0),
+    "bright": ((1.0, 1.0, 1.0), 1.6, 1.0, 1.0),
+    "dark": ((1.0, 1.0, 1.0), 0.6, 1.0, 1.0),
+    "flat-tone": ((1.0, 1.0, 1.0), 1.0, 0.75, 1.0),
+    "desaturated": ((1.0, 1.0, 1.0), 1.0, 1.0, 0.6),
+    "saturated": ((1.0, 1.0, 1.0), 1.0, 1.0, 1.25),
+    "camera-a": ((0.9, 1.05, 1.6), 1.35, 0.9, 0.7),
+    "camera-b": ((1.1, 0.95, 0.8), 0.75, 0.85, 0.85),
+}
+
+
+def shift_rgb(rgb8: np.ndarray, shift: str, max_side: int = 0) -> np.ndarray:
+    """uint8 sRGB ``[H,W,3]`` as re-rendered by the camera ``SHIFTS[shift]`` (``medcolor.train.data.
+    camera_shift``, the same function as ``medcolor train --camera-aug``), first shrunk (area) to at most
+    ``max_side`` pixels when ``max_side`` > 0."""
+    import torch
+    import torch.nn.functional as F
+
+    from medcolor.train.data import camera_shift
+
+    gains, exposure, gamma, chroma = SHIFTS[shift]
+    t = torch.from_numpy(np.ascontiguousarray(rgb8)).permute(2, 0, 1).double() / 255.0
+    if max_side and max(t.shape[-2:]) > max_side:
+        k = max_side / max(t.shape[-2:])
+        t = F.interpolate(t[None], size=(round(t.shape[-2] * k), round(t.shape[-1] * k)), mode="area")[0]
+    out = camera_shift(t, gains, exposure, gamma, chroma)
+    return (out * 255.0).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def _split(data: Path, train_split: str) -> tuple[Path, Path]:
+    """(training folder, test folder): the usual 01-07 / 08-14 or the reverse fold."""
+    a, b = data / "training" / "images", data / "test" / "images"
+    return (a, b) if train_split == "01-07" else (b, a)
+
+
+def evaluate_shift(models: list[str], train_dir: Path, test_dir: Path, shift: str, tmp: Path,
+                   max_side: int = 0) -> dict:
+    from PIL import Image
+
+    from medcolor.evaluate import evaluate, write_gray
+    from medcolor.pipeline import RunOptions, run
+
+    truth = tmp / shift / "truth"
+    truth.mkdir(parents=True)
+    for f in sorted(test_dir.glob("*.jpg")):
+        Image.fromarray(shift_rgb(np.asarray(Image.open(f).convert("RGB")), shift, max_side)).save(truth / f"{f.stem}.png")
+    gray = write_gray(truth, tmp / shift / "gray")
+    keys = ("psnr", "ssim", "delta_e2000")
+    res = evaluate(gray, truth, size=256, baselines=("mean-ab", "l-lut"), train=train_dir)
+    out = {f"baseline {k}": {m: v["summary"][m]["mean"] for m in keys} for k, v in res["baselines"].items()}
+    for i, model in enumerate(models):
+        pred = tmp / shift / f"pred{i}"
+        run([gray], RunOptions(output=pred, method="cnn", fmt="png", device="cpu",
+                               backend_options={"model": model}))
+        s = evaluate(pred, truth, size=256)["prediction"]["summary"]
+        out[model] = {m: s[m]["mean"] for m in keys}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", action="append", default=[])
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/chase_db1"))
+    ap.add_argument("--train-split", choices=("01-07", "08-14"), default="01-07")
+    ap.add_argument("--shifts", default="all")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-side", type=int, default=512, help="test photos shrunk to this longer side first (0: "
+                    "full size); scoring is at 256x256 either way")
+    ap.add_argument("-o", "--output", type=Path)
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    models = a.model or ["retina"]
+    names = list(SHIFTS) if a.shifts == "all" else ["none"] if a.shifts == "none" else a.shifts.split(",")
+    train_dir, test_dir = _split(a.data, a.train_split)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for shift in names:
+            results[shift] = evaluate_shift(models, train_dir, test_dir, shift, Path(tmp), a.max_side)
+            print(shift, json.dumps({k: round(v["psnr"], 2) for k, v in results[shift].items()}), flush=True)
+    cols = list(next(iter(results.values())))
+    print(f"\nPSNR dB / SSIM, train {a.train_split}, test the other fold, each shift applied to the test photos")
+    print("| shift | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for shift, r in results.items():
+        print(f"| {shift} | " + " | ".join(f"{r[c]['psnr']:.2f} / {r[c]['ssim']:.3f}" for c in cols) + " |")
+    shifted = [s for s in results if s != "none"]
+    if shifted:
+        print("| mean over shifts | " + " | ".join(
+            f"{np.mean([results[s][c]['psnr'] for s in shifted]):.2f} / "
+            f"{np.mean([results[s][c]['ssim'] for s in shifted]):.3f}" for c in cols) + " |")
+        print("| worst shift | " + " | ".join(
+            f"{min(results[s][c]['psnr'] for s in shifted):.2f}" for c in cols) + " |")
+    if a.output:
+        a.output.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
