@@ -34,7 +34,7 @@ Rows
     et al. 2007; ~0.6 s per slice, so timed on 3 slices). A gray image has zero chroma spread: Reinhard
     divides by it (numpy warnings silenced); the outputs are flat tints -- only their cost matters here;
   - medcolor exemplar in process: the registry's ``exemplar`` backend, ``prepare`` once on the same slices,
-    then per slice ``colorize(L)`` + ``upsample_ab`` + ``lab_to_rgb8_hwc_numpy`` (RGB8 out, like the peers;
+    then per slice ``colorize(L)`` + ``upsample_ab`` + ``lab_to_rgb8`` (RGB8 out, like the peers;
     its input is the windowed L as float, theirs the 8-bit gray image), next to the full-pipeline
     exemplar figure from the run rows.
   Install the peers (not medcolor dependencies) WITHOUT their dependencies -- python-color-transfer
@@ -186,7 +186,7 @@ def time_per_slice(fn: Callable, inputs: list, repeats: int) -> float:
 def peer_rows(folder: Path, ref: Path, repeats: int, exemplar_run: Row | None) -> list[Row]:
     import cv2
 
-    from medcolor.color import lab_to_rgb8_hwc_numpy, upsample_ab
+    from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
     from medcolor.colorizers import get_colorizer
     from medcolor.io import read_image_rgb
     from medcolor.types import SeriesContext, Window
@@ -228,7 +228,7 @@ def peer_rows(folder: Path, ref: Path, repeats: int, exemplar_run: Row | None) -
     def exemplar(L: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             ab = upsample_ab(col.colorize(L), (H, W))
-            return lab_to_rgb8_hwc_numpy(L[0, 0].numpy(), ab[0].numpy())
+            return to_hwc_numpy(lab_to_rgb8(L, ab))[0]
 
     rows.append(Row(sec, "medcolor exemplar: colorize + Lab->RGB8", time_per_slice(exemplar, Ls, repeats),
                     key="medcolor:exemplar"))

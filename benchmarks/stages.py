@@ -11,12 +11,15 @@ scan). Rows:
 * scan: ``medcolor.io.scan`` of the folder, per file (``dcmread(stop_before_pixels=True)``, the attributes
   medcolor uses checked, the pixel data's offset located);
 * read: ``read_slice`` (modality values, HU) and, for comparison, pydicom ``dcmread`` + ``pixel_array``;
-* general path per backend: ``window_to_l``, ``colorize`` (+ upsample), ``lab_to_rgb8_hwc_numpy`` (chroma-only
-  gamut map + 8-bit encode), ``measure_rgb8`` (L* of the written pixels, |ΔL|, PSNR, colourfulness);
-* value-table path per backend: ``ValueTable.apply`` (all of the above from the series' table), and the
-  table's one-off ``build`` time;
-* ``ssim`` of L (one-pass kernel) and the old five-blur ``_ssim_cv2``;
-* write: ``SecondaryCaptureWriter.write`` of one RGB instance.
+* general path per backend (the pipeline's ``_Chain`` stages): ``to_L`` (window), ``colour`` (backend +
+  upsample), ``encode`` (chroma-only gamut map + 8-bit sRGB, torch), ``measure_slice`` (L* of the written
+  pixels, |ΔL|, PSNR, SSIM, colourfulness);
+* value-table path per backend: ``ValueTable.apply`` (window, colour and encode by look-up, and the L* of
+  the colours), ``measure_slice`` given that L*, and the table's one-off ``build`` time;
+* parts of the measure: ``lightness`` (L* of 8-bit sRGB), ``ssim`` of L as the run computes it (skimage's
+  default SSIM with OpenCV's box filter), skimage's own ``structural_similarity`` for the same SSIM and,
+  for comparison, with Gaussian weights (sigma 1.5, as medcolor reported before), colourfulness;
+* write: the SC writer's ``write`` of one RGB instance.
 """
 from __future__ import annotations
 
@@ -35,13 +38,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_vs_floor import ROOT, SHARED_CT, make_series  # noqa: E402
 
-from medcolor import valuetable  # noqa: E402
-from medcolor.color import lab_to_rgb8_hwc_numpy, upsample_ab  # noqa: E402
+from skimage.metrics import structural_similarity  # noqa: E402
+
+from medcolor import metrics, pipeline  # noqa: E402
 from medcolor.io import read_slice, scan  # noqa: E402
-from medcolor.metrics import _ssim_cv2, measure_rgb8, ssim  # noqa: E402
 from medcolor.pipeline import RunOptions, build_colorizer  # noqa: E402
 from medcolor.types import Derivation, SeriesContext  # noqa: E402
-from medcolor.windowing import resolve_window, window_to_l  # noqa: E402
+from medcolor.windowing import resolve_window  # noqa: E402
 from medcolor.writers import get_writers  # noqa: E402
 
 
@@ -72,8 +75,7 @@ def main() -> None:
         folder = make_series(a.source, a.n, work / "in")
         files = sorted(folder.glob("*.dcm"))
 
-        scan_s = min(_timed(lambda: scan([folder])) for _ in range(a.repeats))
-        rows.append(("scan, per file", scan_s / len(files) * 1e3))
+        rows.append(("scan, per file", min(_timed(lambda: scan([folder])) for _ in range(a.repeats)) / len(files) * 1e3))
         series = scan([folder]).series[0]
         idx = list(range(len(series.slices)))
         rows.append(("read_slice (modality values)", best(lambda i: read_slice(series.slices[i], series), idx, a.repeats)))
@@ -81,40 +83,47 @@ def main() -> None:
         values = [read_slice(series.slices[i], series) for i in idx]
         sample = np.stack(values[:8])
         window = resolve_window("1500,-600", series, sample)
-        Ls = [window_to_l(torch.from_numpy(v)[None, None], window) for v in values]
-        rows.append(("window_to_l", best(lambda v: window_to_l(torch.from_numpy(v)[None, None], window), values,
-                                         a.repeats)))
         ctx = SeriesContext(modality=series.modality, window=window, is_hu=series.is_hu, n_slices=len(idx),
                             rows=series.rows, columns=series.columns, inverted=False)
+        tensors = [torch.from_numpy(v)[None, None] for v in values]
         rgbs = {}
         for method in ("lut", "exemplar"):
             col = build_colorizer(RunOptions(output=work / "unused", method=method), torch.device("cpu"))
+            chain = pipeline._Chain(series, window, False, col, [])
+            Ls = [chain.to_L(t) for t in tensors]
+            if method == "lut":
+                rows.append(("window (to_L)", best(chain.to_L, tensors, a.repeats)))
             col.prepare(ctx, torch.cat(Ls[:8]))
-            with torch.inference_mode():
-                def colorize(L, col=col):
-                    return upsample_ab(col.colorize(L).float(), (series.rows, series.columns))
-                rows.append((f"{method}: colorize + upsample", best(colorize, Ls, a.repeats)))
-                abs_ = [colorize(L) for L in Ls]
-            pairs = list(zip(Ls, abs_))
-            rows.append((f"{method}: lab_to_rgb8_hwc_numpy (gamut map + encode)",
-                         best(lambda p: lab_to_rgb8_hwc_numpy(p[0][0, 0].numpy(), p[1][0].numpy()), pairs, a.repeats)))
-            rgbs[method] = [lab_to_rgb8_hwc_numpy(L[0, 0].numpy(), ab[0].numpy()) for L, ab in pairs]
-            rows.append((f"{method}: measure_rgb8", best(lambda k: measure_rgb8(Ls[k][0, 0].numpy(), rgbs[method][k]),
-                                                         idx, a.repeats)))
+            rows.append((f"{method}: colour (backend + upsample)", best(chain.colour, Ls, a.repeats)))
+            pairs = [chain.colour(L) for L in Ls]
+            rows.append((f"{method}: encode (gamut map + 8-bit sRGB, torch)", best(lambda p: chain.encode(*p), pairs,
+                                                                                   a.repeats)))
+            rgbs[method] = [chain.encode(*p)[0] for p in pairs]
+            rows.append((f"{method}: measure_slice", best(lambda k: metrics.measure_slice(Ls[k][0, 0].numpy(),
+                                                                                          rgbs[method][k]),
+                                                          idx, a.repeats)))
             t0 = time.perf_counter()
-            table = valuetable.build(col, window, False, sample, len(idx) * series.rows * series.columns,
-                                     torch.device("cpu"))
+            table = pipeline._build_table(chain, sample, torch.device("cpu"))
             build_ms = (time.perf_counter() - t0) * 1e3
             if table is None:
                 rows.append((f"{method}: value table", float("nan")))
                 continue
-            rows.append((f"{method}: ValueTable.apply (all of the above)", best(table.apply, values, a.repeats)))
+            rows.append((f"{method}: ValueTable.apply (window, colour, encode, L*)", best(table.apply, values, a.repeats)))
+            applied = [table.apply(v) for v in values]
+            rows.append((f"{method}: measure_slice given the table's L*",
+                         best(lambda d: metrics.measure_slice(*d), applied, a.repeats)))
             rows.append((f"{method}: ValueTable build, once per series", build_ms))
-        outs = [measure_rgb8(Ls[k][0, 0].numpy(), rgbs["lut"][k])[0] for k in idx]
-        rows.append(("ssim of L (one-pass kernel)", best(lambda k: ssim(Ls[k][0, 0].numpy(), outs[k], 100.0), idx,
-                                                        a.repeats)))
-        rows.append(("ssim of L (five cv2 blurs)", best(lambda k: _ssim_cv2(Ls[k][0, 0].numpy(), outs[k], 100.0), idx,
-                                                       a.repeats)))
+        l_in = [L[0, 0].numpy() for L in Ls]
+        outs = [metrics.lightness(rgb) for rgb in rgbs["exemplar"]]
+        rows.append(("lightness (L* of 8-bit sRGB)", best(metrics.lightness, rgbs["exemplar"], a.repeats)))
+        rows.append(("ssim of L (metrics.ssim: the run's)",
+                     best(lambda k: metrics.ssim(l_in[k], outs[k], 100.0), idx, a.repeats)))
+        rows.append(("ssim of L (skimage, its defaults: the same SSIM)",
+                     best(lambda k: structural_similarity(l_in[k], outs[k], data_range=100.0), idx, a.repeats)))
+        rows.append(("ssim of L (skimage, Gaussian sigma 1.5)",
+                     best(lambda k: structural_similarity(l_in[k], outs[k], data_range=100.0, gaussian_weights=True,
+                                                          sigma=1.5, use_sample_covariance=False), idx, a.repeats)))
+        rows.append(("colourfulness", best(metrics.colourfulness, rgbs["exemplar"], a.repeats)))
         deriv = Derivation(method="lut", window=window.describe(), parameters="", reference_sha256=None,
                            model_sha256=None, software_version="bench")
         out = work / "out"

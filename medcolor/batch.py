@@ -42,7 +42,7 @@ from medcolor.errors import MedcolorError
 from medcolor.io import sha256_file
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_json_atomic, write_report
-from medcolor.types import FileOutcome, Series
+from medcolor.types import FileOutcome, RunResult, Series, SeriesResult
 
 log = logging.getLogger("medcolor")
 
@@ -379,8 +379,6 @@ def _task_outcome(fut: Any, task: SeriesTask) -> TaskResult:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001
-        from medcolor.pipeline import SeriesResult
-
         s = task.series
         reason = f"worker failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         redact = PhiRedactor(list(task.redact_terms), enabled=task.redact_enabled)
@@ -397,7 +395,7 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
     ``progress(event, **info)`` gets "planned" (n_tasks, n_resumed), "task_done" (result) and, for
     in-process runs, the pipeline's per-slice events. Raises MedcolorError for bad options only."""
     from medcolor.io import scan
-    from medcolor.pipeline import FORMATS, SeriesResult
+    from medcolor.pipeline import FORMATS
 
     progress = progress or (lambda *a, **k: None)
     t0 = time.perf_counter()
@@ -492,8 +490,6 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
     batch.seconds = time.perf_counter() - t0
     batch.json_path, batch.csv_path = _write_batch_files(out_dir, root, batch, options, params, redactor,
                                                          workers, scheduler)
-    from medcolor.pipeline import RunResult
-
     relative = [FileOutcome(Path(_rel_in(o.path, root)), o.status, o.reason) for o in outcomes]
     run_result = RunResult(series=batch.series, outcomes=relative, report_path=None, device=str(options.device))
     batch.report_path = write_report(out_dir, run_result, options, redactor, seconds=batch.seconds,

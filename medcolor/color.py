@@ -7,7 +7,6 @@ L in [0, 100]. Functions work on float32 or float64 tensors on any device.
 from __future__ import annotations
 
 import math
-import os
 import threading
 
 import numpy as np
@@ -75,16 +74,13 @@ def lab_to_srgb(lab: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast paths for the pipeline: chroma-only gamut mapping, Lab -> 8-bit sRGB and back.
-#
-# Design (measured on one CPU core, 512x512 float32): the hot path avoids ``torch.where`` and
-# ``masked_fill`` (bool-mask kernels are ~10x slower than arithmetic blends on CPU) and uses small
-# look-up tables cached per (device, dtype).
+# The pipeline's colour step: chroma-only gamut mapping, Lab -> 8-bit sRGB and back. It avoids
+# ``torch.where`` and ``masked_fill`` (bool-mask kernels are ~10x slower than arithmetic blends on
+# CPU) and uses small look-up tables cached per (device, dtype).
 # ---------------------------------------------------------------------------------------------
 __all__ = [
     "srgb_to_linear", "linear_to_srgb", "srgb_to_lab", "lab_to_linear_rgb", "lab_to_srgb",
-    "gamut_map_chroma", "lab_to_rgb8", "rgb8_to_lab", "rgb8_to_L", "rgb8_to_L_numpy", "upsample_ab",
-    "to_hwc_numpy", "lab_to_rgb8_hwc_numpy", "delta_l_stats", "numba_available",
+    "gamut_map_chroma", "lab_to_rgb8", "rgb8_to_lab", "rgb8_to_L", "upsample_ab", "to_hwc_numpy",
     "max_chroma", "GAMUT_TOL_LOW", "GAMUT_TOL_HIGH",
 ]
 
@@ -153,13 +149,6 @@ def _in_gamut(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     lo = torch.minimum(torch.minimum(r, g), b)
     hi = torch.maximum(torch.maximum(r, g), b)
     return (lo >= -GAMUT_TOL_LOW) & (hi <= 1.0 + GAMUT_TOL_HIGH)
-
-
-def _lookup(tab: torch.Tensor, idx_float: torch.Tensor) -> torch.Tensor:
-    """tab[floor(idx_float)] for non-negative in-range float indices, any shape (index_select on
-    an int32 index is ~3x faster than take/advanced indexing on CPU)."""
-    idx = idx_float.to(torch.int32).reshape(-1)
-    return tab.index_select(0, idx).reshape(idx_float.shape)
 
 
 def _ok(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, strict: bool) -> torch.Tensor:
@@ -376,63 +365,9 @@ def _encode_rgb8(lin: torch.Tensor) -> torch.Tensor:
     exactly (half up) as ``round(255 * linear_to_srgb(clamp(lin, 0, 1)))``."""
     tab = _encode_table(lin.device, lin.dtype)
     x = lin.clamp(0.0, 1.0).mul_(_ENC_BINS)
-    return x.add_(_lookup(tab, x)).to(torch.uint8)
-
-
-# ----------------------------------------------------------------------------- numba fast path
-#: Use the fused numba kernels (medcolor._fastcolor) for CPU inputs when numba is importable.
-#: Set to False (or MEDCOLOR_NO_NUMBA=1 in the environment) to force the torch / numpy paths.
-USE_NUMBA = os.environ.get("MEDCOLOR_NO_NUMBA", "").strip().lower() in ("", "0", "false", "no")
-_fast_mod = None   # None: not tried yet; False: not importable
-
-
-def _fast():
-    """The numba kernel module, imported on first use (importing medcolor.color compiles and
-    imports nothing of numba), or None when disabled or not importable."""
-    global _fast_mod
-    if not USE_NUMBA:
-        return None
-    if _fast_mod is None:
-        with _cache_lock:
-            if _fast_mod is None:
-                try:
-                    from medcolor import _fastcolor
-                    _fast_mod = _fastcolor
-                except Exception:  # numba missing or broken: the torch path serves
-                    _fast_mod = False
-    return _fast_mod or None
-
-
-def numba_available() -> bool:
-    """True when the numba kernels are used for CPU inputs (numba importable and not disabled)."""
-    return _fast() is not None
-
-
-def _fast_args(dtype: torch.dtype):
-    """Constants and tables of the torch path as numpy arrays for the kernels (per dtype)."""
-    key = ("fast", dtype)
-    args = _cache.get(key)
-    if args is None:
-        fast = _fast()
-        cpu = torch.device("cpu")
-        npdt = np.float32 if dtype == torch.float32 else np.float64
-        consts = (_M_LAB, _EPS, GAMUT_TOL_LOW, GAMUT_TOL_HIGH, _NL, _NH, _ENC_BINS)
-        args = (fast.make_consts(*consts, npdt), fast.make_consts(*consts, np.float64),
-                np.ascontiguousarray(_cmax_cell_table(cpu, dtype).numpy()),
-                np.ascontiguousarray(_encode_table(cpu, dtype).numpy()))
-        _cache[key] = args
-    return args
-
-
-def _fast_lab_rgb8(L: np.ndarray, ab: np.ndarray, hwc: bool) -> np.ndarray:
-    """L (B, N), ab (B, 2, N) numpy float32/float64 -> uint8 (B, 3, N) or (B, N, 3)."""
-    dtype = torch.float32 if L.dtype == np.float32 else torch.float64
-    return _fast().lab_rgb8(np.ascontiguousarray(L), np.ascontiguousarray(ab), *_fast_args(dtype), hwc)
-
-
-def _use_fast(L: torch.Tensor, ab: torch.Tensor) -> bool:
-    return (L.device.type == "cpu" and ab.device.type == "cpu" and L.dtype == ab.dtype
-            and L.dtype in (torch.float32, torch.float64) and _fast() is not None)
+    # index_select on an int32 index: ~3x faster than take / advanced indexing on CPU
+    k = tab.index_select(0, x.to(torch.int32).reshape(-1)).reshape(x.shape)
+    return x.add_(k).to(torch.uint8)
 
 
 def lab_to_rgb8(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -444,47 +379,10 @@ def lab_to_rgb8(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     After the round trip ``rgb8_to_lab(lab_to_rgb8(L, ab))`` the L channel differs from ``L`` by
     at most about one 8-bit step (measured on random L 0..100, |ab| <= 128: mean 0.07, p99 0.18,
     max 0.25).
-
-    CPU float32/float64 inputs go through a fused single-pass numba kernel (same table, constants,
-    tolerances and rounding; the same codes as the torch path except, rarely, one code where libm
-    and torch's vectorised atan2/hypot differ by an ulp); other devices or dtypes, or no numba
-    (see ``USE_NUMBA``), take the torch path.
     """
     _check_L_ab(L, ab)
-    if _use_fast(L, ab):
-        lead, (h, w) = L.shape[:-3], L.shape[-2:]
-        nb = math.prod(lead)
-        out = _fast_lab_rgb8(L.detach().reshape(nb, h * w).numpy(),
-                             ab.detach().reshape(nb, 2, h * w).numpy(), hwc=False)
-        return torch.from_numpy(out).reshape(*lead, 3, h, w)
     *_, r, g, b = _gamut_map_split(L[..., 0, :, :], ab[..., 0, :, :], ab[..., 1, :, :])
     return _encode_rgb8(torch.stack([r, g, b], dim=-3))
-
-
-def lab_to_rgb8_hwc_numpy(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """:func:`lab_to_rgb8` on numpy arrays, channel-last output for writers.
-
-    L ``[H, W]`` or ``[B, H, W]`` and ab ``[2, H, W]`` or ``[B, 2, H, W]`` (float32 or float64,
-    the same) -> contiguous uint8 ``[H, W, 3]`` or ``[B, H, W, 3]``, written channel-last by the
-    kernel (no permute copy). Without numba: the torch path plus a transpose."""
-    L = np.asarray(L)
-    ab = np.asarray(ab)
-    single = L.ndim == 2
-    if single:
-        L, ab = L[None], ab[None]
-    if L.ndim != 3 or ab.ndim != 4 or ab.shape[1] != 2 or ab.shape[0] != L.shape[0] \
-            or ab.shape[2:] != L.shape[1:]:
-        raise ValueError(f"expected L [B,]H,W and ab [B,]2,H,W of the same size, got "
-                         f"{L.shape if not single else L.shape[1:]} and {ab.shape if not single else ab.shape[1:]}")
-    if L.dtype not in (np.float32, np.float64) or ab.dtype != L.dtype:
-        raise TypeError(f"L and ab must both be float32 or both float64, got {L.dtype} and {ab.dtype}")
-    nb, h, w = L.shape
-    if _fast() is not None:
-        out = _fast_lab_rgb8(L.reshape(nb, h * w), ab.reshape(nb, 2, h * w), hwc=True).reshape(nb, h, w, 3)
-    else:
-        out = to_hwc_numpy(lab_to_rgb8(torch.from_numpy(np.ascontiguousarray(L))[:, None],
-                                       torch.from_numpy(np.ascontiguousarray(ab))))
-    return out[0] if single else out
 
 
 def _decode_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -527,88 +425,15 @@ def rgb8_to_lab(rgb8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
 
 
 def rgb8_to_L(rgb8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """8-bit sRGB ``(*, 3, H, W)`` uint8 -> CIE L* ``(*, 1, H, W)`` (only the luminance path)."""
+    """8-bit sRGB ``(*, 3, H, W)`` uint8 -> CIE L* ``(*, 1, H, W)`` (only the luminance path).
+
+    Computed in float64 and rounded to ``dtype``, so a colour gets the same L* wherever it sits in
+    a tensor (torch's vectorised and scalar ``pow`` may differ by an ulp, far below a float32 step):
+    a per-series value table and the per-slice measures agree on it."""
     _check_rgb8(rgb8)
-    r, g, b = _rgb8_to_lin(rgb8, dtype).unbind(-3)
+    r, g, b = _rgb8_to_lin(rgb8, torch.float64).unbind(-3)
     y = r * _M_Y[0] + g * _M_Y[1] + b * _M_Y[2]
-    return (116.0 * _f_fast(y) - 16.0).unsqueeze(-3)
-
-
-def _ylut() -> np.ndarray:
-    lut = _cache.get(("ylut", "numpy"))
-    if lut is None:
-        lin = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy()
-        lut = np.ascontiguousarray(np.stack([lin * w for w in _M_Y]).astype(np.float32))  # [3, 256]
-        _cache[("ylut", "numpy")] = lut
-    return lut
-
-
-# e^3, 1 / (3 e^2), 4/29, 116, 16, 100 (float32) for the numba L* kernels
-_LSTAR_CONSTS = np.array([_EPS ** 3, 1.0 / (3 * _EPS ** 2), 4.0 / 29.0, 116.0, 16.0, 100.0], dtype=np.float32)
-
-
-def _check_rgb8_hwc(rgb8_hwc) -> np.ndarray:
-    rgb8_hwc = np.asarray(rgb8_hwc)
-    if rgb8_hwc.dtype != np.uint8 or rgb8_hwc.ndim < 3 or rgb8_hwc.shape[-1] != 3:
-        raise ValueError(f"expected uint8 [..., H, W, 3], got {rgb8_hwc.dtype} {rgb8_hwc.shape}")
-    return rgb8_hwc
-
-
-def rgb8_to_L_numpy(rgb8_hwc: np.ndarray) -> np.ndarray:
-    """8-bit sRGB ``[..., H, W, 3]`` uint8 numpy -> CIE L* ``[..., H, W]`` float32 (three
-    256-entry luminance tables and an exact cube root; numba kernel when available)."""
-    rgb8_hwc = _check_rgb8_hwc(rgb8_hwc)
-    lut = _ylut()
-    fast = _fast()
-    if fast is not None:
-        flat = np.ascontiguousarray(rgb8_hwc).reshape(-1)
-        return fast.rgb8_to_L(flat, lut, _LSTAR_CONSTS).reshape(rgb8_hwc.shape[:-1])
-    y = lut[0][rgb8_hwc[..., 0]]
-    y += lut[1][rgb8_hwc[..., 1]]
-    y += lut[2][rgb8_hwc[..., 2]]
-    # CIE L*: 116 f(Y) - 16 with f(t) = cbrt(t) above (6/29)^3, else t / (3 (6/29)^2) + 4/29
-    big = np.cbrt(y)
-    small = y * np.float32(1.0 / (3 * _EPS ** 2)) + np.float32(4.0 / 29.0)
-    sel = y > np.float32(_EPS ** 3)
-    f = small + sel * (big - small)
-    return (f * np.float32(116.0) - np.float32(16.0)).astype(np.float32, copy=False)
-
-
-def delta_l_stats(L_expected: np.ndarray, rgb8_hwc: np.ndarray) -> tuple[float, float, float]:
-    """|ΔL| between the expected L* ``[..., H, W]`` and the L* of 8-bit sRGB ``[..., H, W, 3]``:
-    ``(mean, p99, max)`` as Python floats, in one fused pass when numba is available.
-
-    ``dl = |rgb8_to_L_numpy(rgb8_hwc) - L_expected|`` (float32). The 99th percentile comes from a
-    histogram of 0.01 wide bins and is reported as the upper edge of the bin that holds it
-    (exact to one bin, never below the true value); when it lies above 10 L units an exact
-    ``np.percentile`` is used. Empty input: ``(0.0, 0.0, 0.0)``."""
-    rgb8_hwc = _check_rgb8_hwc(rgb8_hwc)
-    L_expected = np.asarray(L_expected)
-    if L_expected.shape != rgb8_hwc.shape[:-1]:
-        raise ValueError(f"L_expected {L_expected.shape} does not match rgb8 {rgb8_hwc.shape}")
-    l_in = np.ascontiguousarray(L_expected, dtype=np.float32)
-    n = l_in.size
-    if n == 0:
-        return 0.0, 0.0, 0.0
-    fast = _fast()
-    dl = None
-    if fast is not None:
-        total, dmax, counts = fast.delta_l_stats(l_in.reshape(-1), np.ascontiguousarray(rgb8_hwc).reshape(-1),
-                                                 _ylut(), _LSTAR_CONSTS)
-        mean, dmax = total / n, float(dmax)
-    else:
-        dl = np.abs(rgb8_to_L_numpy(rgb8_hwc) - l_in)
-        mean, dmax = float(dl.mean(dtype=np.float64)), float(dl.max())
-        bins = np.minimum((dl * np.float32(100.0)).astype(np.int64), 1000)
-        counts = np.bincount(bins.ravel(), minlength=1001)
-    k = int(np.searchsorted(np.cumsum(counts), 0.99 * n))
-    if k >= 1000:
-        if dl is None:
-            dl = np.abs(rgb8_to_L_numpy(rgb8_hwc) - l_in)
-        p99 = float(np.percentile(dl, 99))
-    else:
-        p99 = (k + 1) * 0.01
-    return float(mean), p99, dmax
+    return (116.0 * _f_fast(y) - 16.0).unsqueeze(-3).to(dtype)
 
 
 def upsample_ab(ab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

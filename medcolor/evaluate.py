@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from medcolor.errors import MedcolorError
-from medcolor.metrics import colourfulness, delta_e2000, summarize
+from medcolor.metrics import colourfulness, summarize
 
 __all__ = ["BASELINES", "PROTOCOL", "rgb_metrics", "evaluate", "match_predictions", "truth_files", "write_gray"]
 
@@ -46,7 +46,7 @@ _SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 
 def rgb_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Metrics of two uint8 ``[H,W,3]`` sRGB images of the same size (see the module docstring)."""
-    from skimage.color import rgb2lab
+    from skimage.color import deltaE_ciede2000, rgb2lab
     from skimage.metrics import normalized_root_mse, peak_signal_noise_ratio, structural_similarity
 
     if truth.shape != pred.shape or truth.ndim != 3 or truth.shape[-1] != 3:
@@ -58,7 +58,7 @@ def rgb_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"psnr": p,
             "ssim": float(structural_similarity(truth, pred, channel_axis=-1, data_range=255)),
             "nrmse": float(normalized_root_mse(truth, pred)),
-            "delta_e2000": float(delta_e2000(rgb2lab(truth), rgb2lab(pred)).mean()),
+            "delta_e2000": float(deltaE_ciede2000(rgb2lab(truth), rgb2lab(pred)).mean()),
             "colourfulness": float(colourfulness(np.ascontiguousarray(pred)))}
 
 

@@ -1,36 +1,53 @@
-"""load -> window -> L -> colorize -> gamut map -> write -> report, with accounting of every input.
+"""read -> window -> L -> colour -> encode -> measure -> write, per slice, with accounting of every input.
 
-``run(inputs, options)`` is the one entry point the CLI uses. Per series it reads a few slices to resolve
-the window and to let the backend build its series-level state, then streams every slice through a
-torch DataLoader (a reader worker process), colours batches on the chosen device, and hands 8-bit RGB
-to the writers on a writer thread, so reading, computing and writing overlap. An uncompressed series on a
-value table skips the reader process: two finish threads read, colour and measure each slice.
+``run(inputs, options)`` is the one entry point the CLI uses; ``colour_series`` colours one series (``run``
+calls it for every series, ``medcolor.batch`` once per task). Per series, a few slices are read to resolve
+the window and to let the backend build its series-level state; for a per-pixel backend on integer values
+the colour stage is then a per-series value table (``medcolor.valuetable``), built from this module's own
+stage functions (``_Chain.keys``). Every slice then goes through one chain of stages (``_Chain``) on one
+thread pool:
+
+* per-pixel backends on the CPU: the whole chain of a slice on a pool thread -- read, window, colour (the
+  table's look-up, which is pure and thread-safe, or the backend), encode, measure, write;
+* network backends (``Colorizer.batched``) and any GPU: batches are read by a DataLoader (reader
+  processes), windowed and coloured on the main thread, a whole batch at a time; each slice is then
+  encoded, measured and written on a pool thread.
+
+The backend is called from one thread at a time (a lock), as the Colorizer contract promises; writers are
+called one at a time too, and stage every file before publishing it atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from medcolor import __version__, valuetable
-from medcolor.color import lab_to_rgb8, lab_to_rgb8_hwc_numpy, upsample_ab
+from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
+from medcolor.colorizers.base import Colorizer, texture_level
 from medcolor.errors import MedcolorError
-from medcolor.io import SliceItems, read_image_rgb, read_item, read_slice, reads_by_file_io, scan
-from medcolor.metrics import measure_rgb8, ssim
+from medcolor.io import SliceItems, read_image_rgb, read_item, read_slice, scan
+from medcolor.metrics import lightness, measure_slice
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
-from medcolor.types import Derivation, FileOutcome, Series, SeriesContext
+from medcolor.types import Derivation, FileOutcome, RunResult, Series, SeriesContext, SeriesResult, Window
 from medcolor.windowing import resolve_window, window_to_l
 from medcolor.writers import get_writers
+
+__all__ = ["RunOptions", "RunResult", "SeriesResult", "run", "colour_series", "build_colorizer", "FORMATS",
+           "DEFAULT_REFERENCE"]
 
 log = logging.getLogger("medcolor")
 
@@ -42,7 +59,9 @@ ProgressCallback = Callable[..., None]
 
 @dataclass
 class RunOptions:
-    """Options of ``medcolor run`` (see ``medcolor run --help`` for their meaning)."""
+    """Options of ``medcolor run`` (see ``medcolor run --help`` for their meaning). ``reader_workers``:
+    reader processes feeding a network backend (or any GPU) its batches; per-pixel backends on the CPU
+    read on the pipeline's own threads."""
 
     output: Path
     method: str = "exemplar"
@@ -63,58 +82,11 @@ class RunOptions:
     vgg19_weights: Path | None = None   # exemplar gram: local torchvision VGG-19 state dict
 
 
-@dataclass
-class SeriesResult:
-    """What happened to one input series (no patient data: labels are counters and modalities)."""
-
-    label: str
-    modality: str
-    kind: str
-    n_slices: int
-    rows: int
-    columns: int
-    status: str = "done"            # done | failed | partial
-    error: str = ""
-    window: str = ""
-    method: str = ""
-    parameters: dict[str, Any] = field(default_factory=dict)
-    reference_sha256: str | None = None
-    model_sha256: str | None = None
-    outputs: list[str] = field(default_factory=list)
-    slices: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    fast_path: dict[str, Any] = field(default_factory=dict)  # the series' value table (valuetable.describe)
-    description: str = ""           # the source's SeriesDescription, through the run's PhiRedactor
-    patient: str = ""               # "name (ID)" of the source; only with --report-phi
-    tissue: dict[str, Any] = field(default_factory=dict)     # exemplar tissue/gram: populations, legend
-
-
-@dataclass
-class RunResult:
-    series: list[SeriesResult]
-    outcomes: list[FileOutcome]
-    report_path: Path | None
-    device: str
-    redact: Callable[[str], str] = str  # the run's PhiRedactor: apply to anything shown to the user
-
-    @property
-    def failed(self) -> bool:
-        return any(o.status == "failed" for o in self.outcomes) or any(s.status != "done" for s in self.series)
-
-    def counts(self) -> dict[str, int]:
-        out = {"done": 0, "skipped": 0, "failed": 0}
-        for o in self.outcomes:
-            out[o.status] += 1
-        return out
-
-
 def _noop(*_: Any, **__: Any) -> None:
     return None
 
 
-def build_colorizer(options: RunOptions, device: torch.device):
+def build_colorizer(options: RunOptions, device: torch.device) -> Colorizer:
     """The backend for this run, built once (the reference photo is read here, not by the backend)."""
     backend_options = dict(options.backend_options)
     if options.method == "exemplar":
@@ -156,27 +128,6 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
     out_dir.mkdir(parents=True, exist_ok=True)
     progress("scan_done", n_series=len(found.series), n_outcomes=len(outcomes),
              seconds=time.perf_counter() - t0)
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    if device.type == "cpu" and options.reader_workers > 0:
-        # the work is already spread over a reader process and the colour, measure and write threads:
-        # OpenCV's own pool would only oversubscribe them; a per-pixel backend leaves torch the cores the
-        # reader does not use, a network (batched) backend is most of the work and keeps them all
-        if not getattr(colorizer, "batched", False):
-            torch.set_num_threads(max(1, cpu_count() - 1))
-        cv2.setNumThreads(1)
-    try:
-        results = _run_all(found, options, colorizer, device, out_dir, outcomes, redactor, progress)
-    finally:
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(cv_threads)
-    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
-    run_result.report_path = write_report(out_dir, run_result, options, redactor,
-                                          seconds=time.perf_counter() - t0)
-    return run_result
-
-
-def _run_all(found, options: RunOptions, colorizer, device: torch.device, out_dir: Path,
-             outcomes: list[FileOutcome], redactor: PhiRedactor, progress: ProgressCallback) -> list[SeriesResult]:
     results: list[SeriesResult] = []
     uid_map: dict[str, str] = {}
     for number, series in enumerate(found.series, start=1):
@@ -184,10 +135,13 @@ def _run_all(found, options: RunOptions, colorizer, device: torch.device, out_di
                                                 uid_map, progress)
         outcomes.extend(series_outcomes)
         results.append(result)
-    return results
+    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
+    run_result.report_path = write_report(out_dir, run_result, options, redactor,
+                                          seconds=time.perf_counter() - t0)
+    return run_result
 
 
-def colour_series(series: Series, number: int, options: RunOptions, colorizer, device: torch.device,
+def colour_series(series: Series, number: int, options: RunOptions, colorizer: Colorizer, device: torch.device,
                   out_dir: Path, redactor: PhiRedactor, uid_map: dict[str, str],
                   progress: ProgressCallback | None = None) -> tuple[SeriesResult, list[FileOutcome]]:
     """Colour one series as output series ``number`` (``out_dir/S{number:03d}_{MOD}``); never raises for a
@@ -207,8 +161,9 @@ def colour_series(series: Series, number: int, options: RunOptions, colorizer, d
     progress("series_start", label=label, total=len(series.slices), source=redactor(series.source_label))
     slice_status: dict[int, str] = {}
     try:
-        _run_series(series, number, result, colorizer, options, device, out_dir, slice_status, uid_map,
-                    progress)
+        with _threads(colorizer, device):
+            _run_series(series, number, result, colorizer, options, device, out_dir, slice_status, uid_map,
+                        progress)
     except MedcolorError as err:
         result.status = "failed"
         result.error = redactor(err.one_line())
@@ -222,6 +177,23 @@ def colour_series(series: Series, number: int, options: RunOptions, colorizer, d
     series_outcomes = _series_outcomes(series, result, slice_status, redactor)
     progress("series_end", result=result)
     return result, series_outcomes
+
+
+@contextlib.contextmanager
+def _threads(colorizer: Colorizer, device: torch.device) -> Iterator[None]:
+    """Thread counts for one series. OpenCV: one (the pool threads already spread the slices over the
+    cores). torch on the main thread: a network keeps every core for its batches; with a per-pixel backend
+    the main thread only prepares the series, on one core fewer than there are (as many OpenMP threads as
+    cores stall whenever another process holds one of them)."""
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    if device.type == "cpu" and not colorizer.batched:
+        torch.set_num_threads(max(1, cpu_count() - 1))
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
 
 
 def _series_outcomes(series: Series, result: SeriesResult, slice_status: dict[int, str],
@@ -245,29 +217,115 @@ def _sample_indices(n: int, k: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
 
 
-def _read_sample(series: Series, k: int, slice_status: dict[int, str]) -> tuple[np.ndarray, list[int]]:
-    values, used = [], []
+def _read_sample(series: Series, k: int, slice_status: dict[int, str]) -> np.ndarray:
+    values = []
     for i in _sample_indices(len(series.slices), k):
         try:
             values.append(read_slice(series.slices[i], series))
-            used.append(i)
         except MedcolorError as err:
             slice_status[i] = err.one_line()
     if not values:
         raise MedcolorError("no slice of this series could be read", where=series.source_label,
                             hint="check the files (see the per-file errors)")
-    return np.stack(values), used
+    return np.stack(values)
 
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _run_series(series: Series, number: int, result: SeriesResult, colorizer, options: RunOptions,
+@dataclass(eq=False)
+class _Chain:
+    """The per-slice stages of one series. Pool threads call ``slice`` (the whole chain) or ``finish_lab``
+    (encode + measure + write); the main thread calls ``to_L``/``colour`` on whole batches."""
+
+    series: Series
+    window: Window
+    invert: bool
+    colorizer: Colorizer
+    writers: list
+    table: valuetable.ValueTable | None = None
+    _colour_lock: threading.Lock = field(default_factory=threading.Lock)
+    _write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def to_L(self, values: torch.Tensor) -> torch.Tensor:
+        """Modality values -> the windowed L (0..100), MONOCHROME1 inverted."""
+        return window_to_l(values, self.window, invert=self.invert)
+
+    def colour(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L ``[B,1,H,W]`` -> (the L to encode, ab ``[B,2,H,W]`` at full size). The L to encode is ``L`` itself
+        except for a backend that replaces it (cyclegan ``--no-l-lock``)."""
+        with self._colour_lock, torch.inference_mode():
+            ab = self.colorizer.colorize(L)
+        ab = upsample_ab(ab.float(), tuple(L.shape[-2:]))
+        if ab.shape[1] == 3:
+            return ab[:, :1].clamp(0.0, 100.0), ab[:, 1:].contiguous()
+        return L, ab
+
+    @staticmethod
+    def encode(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+        """Chroma-only gamut map and 8-bit sRGB: ``[B,H,W,3]`` uint8 on the CPU."""
+        with torch.inference_mode():
+            return to_hwc_numpy(lab_to_rgb8(L, ab))
+
+    def keys(self, values: np.ndarray, level: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stages for a list of keys (``valuetable.KeyChain``): the same window, backend (at those keys),
+        encoding and L* as the general path gives a pixel with those keys."""
+        L = self.to_L(torch.from_numpy(values).view(1, 1, 1, -1))
+        lv = None if level is None else torch.from_numpy(level).view(1, 1, 1, -1)
+        with self._colour_lock, torch.inference_mode():
+            ab = self.colorizer.colorize_keys(L, lv)
+        rgb = self.encode(L, ab.float())[0]                                     # [1, N, 3]
+        return L.reshape(-1).numpy(), rgb[0], lightness(rgb)[0]
+
+    def levels(self, l_in: np.ndarray) -> np.ndarray:
+        """The backend's texture level of every pixel of a slice's L (``valuetable.Levels``)."""
+        keys = self.colorizer.pixel_keys()
+        return texture_level(torch.from_numpy(l_in)[None, None], keys)[0, 0].numpy()
+
+    def slice(self, index: int) -> dict[str, Any] | str:
+        """On a pool thread: the whole chain for slice ``index``. Returns its report record, or the reason it
+        could not be read."""
+        item = read_item(self.series, index)
+        if item["error"]:
+            return item["error"]
+        values = item["image"][0]
+        done = self.table.apply(values) if self.table is not None else None
+        if done is not None:
+            return self.finish(index, *done)
+        L = self.to_L(torch.from_numpy(values)[None, None])
+        return self.finish(index, L[0, 0].numpy(), self.encode(*self.colour(L))[0])
+
+    def finish_lab(self, index: int, L: torch.Tensor, L_enc: torch.Tensor, ab: torch.Tensor) -> dict[str, Any]:
+        """On a pool thread: encode one slice of a coloured batch (``[1,1,H,W]``, ``[1,2,H,W]``, on the batch's
+        device), measure and write it. Encoding per slice keeps the memory of a batch's encoding bounded."""
+        return self.finish(index, L[0, 0].cpu().numpy(), self.encode(L_enc, ab)[0])
+
+    def finish(self, index: int, l_in: np.ndarray, rgb: np.ndarray, l_out: np.ndarray | None = None) -> dict[str, Any]:
+        """Measure one coloured slice against its windowed L and write it."""
+        record = {"index": index, **measure_slice(l_in, rgb, l_out)}
+        with self._write_lock:
+            for w in self.writers:
+                w.write(index, self.series.slices[index], rgb)
+        return record
+
+
+def _build_table(chain: _Chain, sample: np.ndarray, device: torch.device) -> valuetable.ValueTable | None:
+    """The series' value table, for a per-pixel backend on the CPU (None otherwise, or when it does not pay)."""
+    keys = chain.colorizer.pixel_keys()
+    if keys is None or device.type != "cpu" or chain.colorizer.batched:
+        return None
+    n_levels = keys.texture_levels if keys.texture_size else 1
+    series = chain.series
+    return valuetable.build(chain.keys, n_levels, chain.levels, chain.window, sample,
+                            len(series.slices) * series.rows * series.columns)
+
+
+def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Colorizer, options: RunOptions,
                 device: torch.device, out_dir: Path, slice_status: dict[int, str], uid_map: dict[str, str],
                 progress: ProgressCallback) -> None:
     t_start = time.perf_counter()
-    sample, _ = _read_sample(series, options.sample_slices, slice_status)
+    sample = _read_sample(series, options.sample_slices, slice_status)
     window = resolve_window(options.window, series, sample)
     invert = series.photometric == "MONOCHROME1"
     result.window = window.describe()
@@ -281,102 +339,63 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
     result.reference_sha256 = prov.get("reference_sha256")
     result.model_sha256 = prov.get("model_sha256")
     result.tissue = dict(prov.get("tissue") or {})
-    result.warnings.extend(getattr(colorizer, "warnings", []) or [])
+    result.warnings.extend(colorizer.warnings)
     derivation = Derivation(method=result.method, window=result.window,
                             parameters="; ".join(f"{k}={v}" for k, v in result.parameters.items()),
                             reference_sha256=result.reference_sha256, model_sha256=result.model_sha256,
                             software_version=__version__)
     writers = get_writers(options.fmt, out_dir, series, derivation, number, multiframe=options.multiframe,
-                           overwrite=options.overwrite, deidentify=options.deidentify, uid_map=uid_map)
-    # a per-pixel backend on integer values: the whole chain tabulated once for the series
-    table = valuetable.build(colorizer, window, invert, sample, len(series.slices) * series.rows * series.columns,
-                             device)
-    result.fast_path = valuetable.describe(table)
+                          overwrite=options.overwrite, deidentify=options.deidentify, uid_map=uid_map)
+    chain = _Chain(series, window, invert, colorizer, writers)
+    chain.table = _build_table(chain, sample, device)
+    result.fast_path = valuetable.describe(chain.table)
     result.timings["prepare_s"] = time.perf_counter() - t_start
-
-    def general(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Modality values [B,1,H,W] -> (windowed L, the L to encode, ab at full size), per slice on
-        the CPU for per-pixel backends (memory-bound: a batch-sized set of temporaries falls out of
-        cache, measured 2x slower per slice at batch 8), whole batches for networks or on a GPU."""
-        with torch.inference_mode():
-            L = window_to_l(values, window, invert=invert)
-            if getattr(colorizer, "batched", False) or device.type != "cpu":
-                ab = colorizer.colorize(L)
-            else:
-                ab = torch.cat([colorizer.colorize(L[j:j + 1]) for j in range(L.shape[0])])
-            ab = upsample_ab(ab.float(), (series.rows, series.columns))
-            L_enc = L
-            if ab.shape[1] == 3:  # a backend that replaces L (cyclegan --no-l-lock)
-                L_enc, ab = ab[:, :1].clamp(0.0, 100.0), ab[:, 1:].contiguous()
-        return L, L_enc, ab
-
-    # uncompressed slices on the value table: each slice is read, coloured and measured on a finish thread
-    # (the read is file I/O, so no reader process and no hand-over of every slice from it)
-    direct = table is not None and reads_by_file_io(series)
-    workers = options.reader_workers if len(series.slices) > options.batch_size and not direct else 0
-    loader = [] if direct else torch.utils.data.DataLoader(
-        SliceItems(series), batch_size=options.batch_size, num_workers=workers, shuffle=False,
-        worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
-        persistent_workers=False)
-    pending: list[Future] = []
+    t_slices = time.perf_counter()
     per_slice: dict[int, dict[str, Any]] = {}
-    t_compute = 0.0
+    pool = ThreadPoolExecutor(max_workers=_pool_threads(), thread_name_prefix="medcolor-slice",
+                              initializer=torch.set_num_threads, initargs=(1,))
+    pending: deque[tuple[int, Future]] = deque()
+
+    def collect(limit: int) -> None:
+        """Wait for the oldest slices in flight until at most ``limit`` remain (bounds the memory they hold)."""
+        while len(pending) > limit:
+            index, fut = pending.popleft()
+            record = fut.result()
+            if isinstance(record, str):
+                slice_status[index] = record
+            else:
+                per_slice[index] = record
+            progress("advance", label=result.label, n=1)
+
     ok = False
-    # Batches from the reader process: the main thread windows and colours, two "finish" threads encode to
-    # 8-bit RGB and measure it (numba and OpenCV kernels that release the GIL); one thread writes. They
-    # overlap with each other and with the reader process. Direct: the finish threads read too.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="medcolor-finish") as finish_pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="medcolor-writer") as write_pool:
-        try:
-            for index in range(len(series.slices)) if direct else ():
-                pending.append(finish_pool.submit(_read_values, series, index, table, general, per_slice,
-                                                  slice_status, write_pool, writers))
-                _drain(pending, 2 * options.batch_size)
-                progress("advance", label=result.label, n=1)
-            for batch in loader:
-                t1 = time.perf_counter()
-                indices = [int(i) for i in batch["index"]]
-                errors = list(batch.get("error", [""] * len(indices)))
-                good = [k for k, e in enumerate(errors) if not e]
-                for k, e in enumerate(errors):
-                    if e:
-                        slice_status[indices[k]] = str(e)
-                if good:
-                    images = batch["image"] if len(good) == len(indices) else batch["image"][good]
-                    images = images.to(device=device, dtype=torch.float32)
-                    if images.ndim == 3:
-                        images = images.unsqueeze(1)
-                    if table is not None:  # the whole slice on a finish thread
-                        for j, k in enumerate(good):
-                            index = indices[k]
-                            pending.append(finish_pool.submit(_finish_values, index, images[j, 0].numpy(), table,
-                                                              general, per_slice, write_pool, writers,
-                                                              series.slices[index]))
-                    else:
-                        L, L_enc, ab = general(images)
-                        for j, k in enumerate(good):
-                            index = indices[k]
-                            pending.append(finish_pool.submit(_finish_slice, index, *_finish_job(L, L_enc, ab, j),
-                                                              per_slice, write_pool, writers, series.slices[index]))
-                t_compute += time.perf_counter() - t1
-                _drain(pending, 4 * options.batch_size)
-                progress("advance", label=result.label, n=len(indices))
-            for fut in pending:
-                fut.result().result()
+    try:
+        limit = max(4 * _pool_threads(), options.batch_size)
+        if colorizer.batched or device.type != "cpu":
+            for index, fut in _batched(chain, options, device, pool, slice_status):
+                if fut is None:
+                    progress("advance", label=result.label, n=1)
+                    continue
+                pending.append((index, fut))
+                collect(limit)
+        else:
+            for index in range(len(series.slices)):
+                pending.append((index, pool.submit(chain.slice, index)))
+                collect(limit)
+        collect(0)
+        for w in writers:
+            result.outputs.extend(_rel(p, out_dir) for p in w.close())
+        ok = True
+    finally:
+        if not ok:
+            for _, fut in pending:
+                fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if not ok:
             for w in writers:
-                result.outputs.extend(_rel(p, out_dir) for p in w.close())
-            ok = True
-        finally:
-            if not ok:
-                for fut in pending:
-                    fut.cancel()
-                finish_pool.shutdown(wait=True, cancel_futures=True)
-                write_pool.shutdown(wait=True, cancel_futures=True)
-                for w in writers:
-                    w.abort()
+                w.abort()
     result.slices = [per_slice[i] for i in sorted(per_slice)]
     result.summary = _summarize(result.slices)
-    result.timings["compute_s"] = t_compute
+    result.timings["compute_s"] = time.perf_counter() - t_slices
     result.timings["total_s"] = time.perf_counter() - t_start
     n_bad = sum(1 for i in range(len(series.slices)) if slice_status.get(i))
     if n_bad:
@@ -387,74 +406,37 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer, op
                                 hint="check the files (see the per-file errors)")
 
 
-def _finish_job(L: torch.Tensor, L_enc: torch.Tensor, ab: torch.Tensor, j: int) -> tuple:
-    """``_finish_slice``'s (l_in, l_out, ab, rgb) for slice ``j`` of a batch: the CPU hands the arrays to the
-    fused kernel on the finish thread; another device encodes here (the torch path) and sends the RGB."""
-    Lj, Ej, abj = L[j:j + 1], L_enc[j:j + 1], ab[j:j + 1]
-    if L.device.type == "cpu":
-        return Lj[0, 0].numpy(), Ej[0, 0].numpy(), abj[0].numpy(), None
-    return Lj[0, 0].cpu().numpy(), None, None, _encode_hwc(Ej, abj)
+def _batched(chain: _Chain, options: RunOptions, device: torch.device, pool: ThreadPoolExecutor,
+             slice_status: dict[int, str]) -> Iterator[tuple[int, Future | None]]:
+    """Network backends and any GPU: batches from a DataLoader, windowed and coloured here (whole batches on
+    ``device``); each slice's encode + measure + write submitted to ``pool``. Yields (index, its future), or
+    (index, None) for a slice that could not be read (its reason in ``slice_status``)."""
+    n = len(chain.series.slices)
+    workers = options.reader_workers if n > options.batch_size else 0
+    loader = torch.utils.data.DataLoader(
+        SliceItems(chain.series), batch_size=options.batch_size, num_workers=workers, shuffle=False,
+        worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
+        persistent_workers=False)
+    for batch in loader:
+        indices = [int(i) for i in batch["index"]]
+        good = [k for k, e in enumerate(batch["error"]) if not e]
+        for k, e in enumerate(batch["error"]):
+            if e:
+                slice_status[indices[k]] = str(e)
+                yield indices[k], None
+        if not good:
+            continue
+        images = batch["image"] if len(good) == len(indices) else batch["image"][good]
+        L = chain.to_L(images.to(device=device, dtype=torch.float32))
+        L_enc, ab = chain.colour(L)
+        for j, k in enumerate(good):
+            yield indices[k], pool.submit(chain.finish_lab, indices[k], L[j:j + 1], L_enc[j:j + 1], ab[j:j + 1])
 
 
-def _drain(pending: list[Future], limit: int) -> None:
-    """Wait for the oldest queued slices (finished and written) until at most ``limit`` remain: bounds the
-    memory held by slices in flight."""
-    while len(pending) > limit:
-        pending.pop(0).result().result()
-
-
-def _read_values(series: Series, index: int, table: valuetable.ValueTable, general, per_slice: dict,
-                 slice_status: dict[int, str], write_pool: ThreadPoolExecutor, writers) -> Future:
-    """On a finish thread: read slice ``index`` and ``_finish_values`` it; a slice that cannot be read
-    gets its reason in ``slice_status`` (and a done future: nothing to write)."""
-    item = read_item(series, index)
-    if item["error"]:
-        slice_status[index] = item["error"]
-        return _NOTHING
-    return _finish_values(index, item["image"][0], table, general, per_slice, write_pool, writers,
-                          series.slices[index])
-
-
-_NOTHING: Future = Future()
-_NOTHING.set_result(None)
-
-
-def _finish_values(index: int, values: np.ndarray, table: valuetable.ValueTable, general, per_slice: dict,
-                   write_pool: ThreadPoolExecutor, writers, ref) -> Future:
-    """On a finish thread: colour one slice of modality values [H,W] through the series' value table,
-    measure it and queue it for the writer; a slice the table does not cover takes the general path."""
-    done = table.apply(values)
-    if done is None:
-        L, L_enc, ab = general(torch.from_numpy(values)[None, None])
-        return _finish_slice(index, *_finish_job(L, L_enc, ab, 0), per_slice, write_pool, writers, ref)
-    rgb, l_in, l_out, measures = done
-    per_slice[index] = _slice_record(index, l_in, l_out, measures)
-    return write_pool.submit(_write_all, writers, index, ref, rgb)
-
-
-def _encode_hwc(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
-    """One slice's L [1,1,H,W] and ab [1,2,H,W] -> 8-bit sRGB [H,W,3] (chroma-only gamut mapping);
-    the fused CPU kernel writes channel-last directly, other devices use the torch path."""
-    if L.device.type == "cpu":
-        return lab_to_rgb8_hwc_numpy(L[0, 0].numpy(), ab[0].numpy())
-    return lab_to_rgb8(L, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
-
-
-def _finish_slice(index: int, l_in: np.ndarray, l_out: np.ndarray | None, ab: np.ndarray | None,
-                  rgb: np.ndarray | None, per_slice: dict[int, dict[str, Any]], write_pool: ThreadPoolExecutor,
-                  writers, ref) -> Future:
-    """On a finish thread: encode L [H,W] (the windowed ``l_in``, or a backend's own ``l_out``) + ab
-    [2,H,W] to 8-bit RGB (unless ``rgb`` is given), measure it against the windowed L, and queue it
-    for the writer thread. Returns the write's future."""
-    if rgb is None:
-        rgb = lab_to_rgb8_hwc_numpy(l_in if l_out is None else l_out, ab)
-    per_slice[index] = _slice_metrics(index, l_in, rgb)
-    return write_pool.submit(_write_all, writers, index, ref, rgb)
-
-
-def _write_all(writers, index: int, ref, rgb: np.ndarray) -> None:
-    for w in writers:
-        w.write(index, ref, rgb)
+def _pool_threads() -> int:
+    """Threads of the per-slice pool: one per CPU core the process may use. Each runs torch on one thread
+    (torch's thread count is per OS thread: a new thread would otherwise take one per core)."""
+    return max(1, cpu_count())
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -464,19 +446,10 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _slice_metrics(index: int, l_in: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
-    l_out, measures = measure_rgb8(l_in, rgb)
-    return _slice_record(index, l_in, l_out, measures)
-
-
-def _slice_record(index: int, l_in: np.ndarray, l_out: np.ndarray, measures: dict[str, float]) -> dict[str, Any]:
-    return {"index": index, **{k: float(v) for k, v in measures.items()},
-            "ssim_l": float(ssim(l_in, l_out, data_range=100.0))}
-
-
 def _summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
     if not slices:
         return {}
+
     def col(k: str) -> np.ndarray:
         return np.array([s[k] for s in slices], dtype=np.float64)
     psnrs = col("psnr_l")

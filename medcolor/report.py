@@ -23,8 +23,9 @@ import torch
 from medcolor import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medcolor.pipeline import RunOptions, RunResult
+    from medcolor.pipeline import RunOptions
     from medcolor.privacy import PhiRedactor
+    from medcolor.types import RunResult
 
 log = logging.getLogger("medcolor")
 

@@ -1,12 +1,13 @@
 """Plain data shared along the pipeline (no behaviour, no I/O).
 
-Shapes and units are stated on each field. Nothing here holds pixel data of a whole series.
+Shapes and units are stated on each field. Nothing here holds pixel data of a whole series. The run's
+results (SeriesResult, RunResult) are what the report, the batch runner and the CLI read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 InputKind = Literal["dicom", "nifti", "image"]
 
@@ -125,3 +126,57 @@ class Derivation:
             parts.append(f"model sha256 {self.model_sha256}")
         parts.append("L channel kept from the source; not for primary diagnosis")
         return "; ".join(parts)[:1024]
+
+
+@dataclass
+class SeriesResult:
+    """What happened to one input series (no patient data: labels are counters and modalities).
+
+    ``slices``: one record per coloured slice (``index`` and the figures of ``metrics.measure_slice``);
+    ``summary``: their summary (``n_slices``, ``delta_l_mean``, ``delta_l_p99_max``, ``delta_l_max``,
+    ``colourfulness_mean``, ``psnr_l_mean``, ``ssim_l_mean``); ``fast_path``: the series' value table
+    (``valuetable.describe``)."""
+
+    label: str
+    modality: str
+    kind: str
+    n_slices: int
+    rows: int
+    columns: int
+    status: str = "done"            # done | failed | partial
+    error: str = ""
+    window: str = ""
+    method: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    reference_sha256: str | None = None
+    model_sha256: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    fast_path: dict[str, Any] = field(default_factory=dict)
+    description: str = ""           # the source's SeriesDescription, through the run's PhiRedactor
+    patient: str = ""               # "name (ID)" of the source; only with --report-phi
+    tissue: dict[str, Any] = field(default_factory=dict)     # exemplar tissue/gram: populations, legend
+
+
+@dataclass
+class RunResult:
+    """Every series' result and every input file's outcome of one run (or batch)."""
+
+    series: list[SeriesResult]
+    outcomes: list[FileOutcome]
+    report_path: Path | None
+    device: str
+    redact: Callable[[str], str] = str  # the run's PhiRedactor: apply to anything shown to the user
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status == "failed" for o in self.outcomes) or any(s.status != "done" for s in self.series)
+
+    def counts(self) -> dict[str, int]:
+        out = {"done": 0, "skipped": 0, "failed": 0}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out

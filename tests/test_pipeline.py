@@ -134,3 +134,34 @@ def test_two_concurrent_runs_into_one_folder_do_not_corrupt_each_other(tmp_path:
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     if codes[1] != 0:
         assert "output exists" in "".join(r[1] for r in results)
+
+
+def test_the_backend_is_never_called_from_two_threads_at_once(tmp_path: Path, monkeypatch) -> None:
+    """The Colorizer contract: one instance is called from one thread at a time, though the pipeline colours
+    several slices at once (here every slice takes the general path: no value table)."""
+    import threading
+    import time
+
+    from medcolor import pipeline
+    from medcolor.colorizers.exemplar import ExemplarColorizer
+
+    inside, calls, threads = [0], [], set()
+    real = ExemplarColorizer.colorize
+
+    def colorize(self, L):
+        inside[0] += 1
+        calls.append(inside[0])
+        threads.add(threading.get_ident())
+        time.sleep(0.02)            # a window for another thread to come in
+        try:
+            return real(self, L)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(ExemplarColorizer, "colorize", colorize)
+    monkeypatch.setattr(pipeline, "_build_table", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "_pool_threads", lambda: 3)
+    result = run([CT_DIR], RunOptions(output=tmp_path / "out", method="exemplar", window="lung"))
+    assert not result.failed and result.series[0].fast_path == {"value_table": False}
+    assert len(calls) == 6 and max(calls) == 1
+    assert len(threads) > 1             # the slices did run on several threads

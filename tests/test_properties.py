@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from medcolor.color import delta_l_stats, lab_to_rgb8, lab_to_rgb8_hwc_numpy, upsample_ab
+from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
+from medcolor.metrics import measure_slice
 from medcolor.pipeline import RunOptions, build_colorizer
 from medcolor.report import DELTA_L_BOUNDS
 from medcolor.types import SeriesContext, Window
@@ -40,8 +41,9 @@ def colorizer(method: str):
 
 
 def _check(L: torch.Tensor, rgb_hwc: np.ndarray) -> None:
-    mean, p99, dmax = delta_l_stats(L[0, 0].numpy(), rgb_hwc)
-    assert mean <= DELTA_L_BOUNDS["mean"] and p99 <= DELTA_L_BOUNDS["p99"] and dmax <= MAX_DL, (mean, p99, dmax)
+    m = measure_slice(L[0, 0].numpy(), rgb_hwc)
+    assert m["delta_l_mean"] <= DELTA_L_BOUNDS["mean"] and m["delta_l_p99"] <= DELTA_L_BOUNDS["p99"] \
+        and m["delta_l_max"] <= MAX_DL, m
 
 
 @pytest.mark.parametrize("method", ["lut", "exemplar"])
@@ -67,10 +69,7 @@ def test_delta_l_bounded_and_shape_kept(method: str, img: np.ndarray, window: Wi
     assert ab.shape == (1, 2, h, w)
     rgb = lab_to_rgb8(L, ab)
     assert rgb.shape == (1, 3, h, w) and rgb.dtype == torch.uint8
-    _check(L, rgb[0].permute(1, 2, 0).contiguous().numpy())
-    hwc = lab_to_rgb8_hwc_numpy(L[0, 0].numpy(), ab[0].numpy())  # the pipeline's CPU path
-    assert hwc.shape == (h, w, 3) and hwc.dtype == np.uint8
-    _check(L, hwc)
+    _check(L, to_hwc_numpy(rgb)[0])
 
 
 @settings(max_examples=60, deadline=None)
@@ -82,6 +81,7 @@ def test_any_chroma_keeps_l(L: np.ndarray, chroma: float, hue: float) -> None:
     h, w = L.shape
     ab = np.empty((2, h, w), np.float32)
     ab[0], ab[1] = chroma * np.cos(hue), chroma * np.sin(hue)
-    hwc = lab_to_rgb8_hwc_numpy(L, ab)
+    Lt = torch.from_numpy(L).reshape(1, 1, h, w)
+    hwc = to_hwc_numpy(lab_to_rgb8(Lt, torch.from_numpy(ab)[None]))[0]
     assert hwc.shape == (h, w, 3)
-    _check(torch.from_numpy(L).reshape(1, 1, h, w), hwc)
+    _check(Lt, hwc)

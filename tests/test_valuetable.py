@@ -11,18 +11,13 @@ import pytest
 import torch
 
 from medcolor import pipeline, valuetable
-from medcolor.color import numba_available
-from medcolor.colorizers import base
-from medcolor.colorizers.base import PixelKeys, texture_level
 from medcolor.pipeline import RunOptions, run
 from tests.conftest import CT_DIR, MR, XRAY
-
-pytestmark = pytest.mark.skipif(not numba_available(), reason="the value table needs numba")
 
 
 def _run(src, out: Path, monkeypatch, table: bool, **kw):
     if not table:
-        monkeypatch.setattr(pipeline.valuetable, "build", lambda *a, **k: None)
+        monkeypatch.setattr(pipeline, "_build_table", lambda *a, **k: None)
     try:
         return run([src], RunOptions(output=out, **kw))
     finally:
@@ -48,13 +43,11 @@ def _same_run(src, tmp_path: Path, monkeypatch, **kw):
 
 
 def _same_figures(a: list[dict], b: list[dict]) -> None:
-    """Every per-slice figure of the report: the |ΔL| maximum and p99 exactly (histogram counts), sums to
-    float64 rounding (a table keyed on L alone sums over its rows instead of over the pixels)."""
-    assert [s.keys() for s in a] == [s.keys() for s in b] and len(a) == len(b) > 0
+    """Every per-slice figure of the report is the same: one measure function, fed the same L, colours
+    and L* by either path."""
+    assert len(a) == len(b) > 0
     for x, y in zip(a, b):
-        assert x["index"] == y["index"]
-        assert x["delta_l_max"] == y["delta_l_max"] and x["delta_l_p99"] == y["delta_l_p99"]
-        assert x == pytest.approx(y, rel=1e-12, abs=1e-12)
+        assert x == y
 
 
 @pytest.mark.parametrize("method,window", [("lut", "1500,-600"), ("exemplar", "1500,-600"),
@@ -118,39 +111,42 @@ def test_a_slice_the_table_does_not_cover_falls_back_alone(tmp_path, monkeypatch
     _same_figures(fast.series[0].slices, slow.series[0].slices)
 
 
-def _lut_colorizer(window):
+def _lut_chain(window, **kw):
     from medcolor.colorizers.lut import LutColorizer
-    from medcolor.types import SeriesContext
+    from medcolor.types import Series, SeriesContext
 
     col = LutColorizer()
     col.prepare(SeriesContext(modality="CT", window=window, is_hu=True, n_slices=4, rows=8, columns=8,
                               inverted=False), torch.zeros(1, 1, 8, 8))
-    return col
+    series = Series(kind="dicom", modality="CT", rows=8, columns=8, slices=[], is_hu=True)
+    return pipeline._Chain(series, window, False, col, [], **kw)
+
+
+def _build(chain, sample, n_pixels=10 ** 6):
+    return valuetable.build(chain.keys, 1, None, chain.window, sample, n_pixels)
 
 
 def test_build_refuses_what_it_cannot_or_should_not_tabulate(monkeypatch):
     from medcolor.types import Window
 
     w = Window(center=40.0, width=400.0, name="", units="HU")
-    col = _lut_colorizer(w)
+    chain = _lut_chain(w)
     ints = np.array([[-1000.0, 0.0], [40.0, 3000.0]], dtype=np.float32)
-    cpu = torch.device("cpu")
-    table = valuetable.build(col, w, False, ints, 10 ** 6, cpu)
+    table = _build(chain, ints)
     assert table is not None and table.clamp_lo and table.clamp_hi
     assert table.n_rows == 404 and table.l_tab[0] == 0.0 and table.l_tab[-1] == 100.0
-    assert valuetable.build(col, w, False, ints + 0.25, 10 ** 6, cpu) is None          # not integers
-    assert valuetable.build(col, w, False, np.array([np.nan], np.float32), 10 ** 6, cpu) is None
-    assert valuetable.build(col, w, False, ints, 500, cpu) is None                     # dearer than the slices
+    assert _build(chain, ints + 0.25) is None                                        # not integers
+    assert _build(chain, np.array([np.nan], np.float32)) is None
+    assert _build(chain, ints, 500) is None                                          # dearer than the slices
+    assert _build(chain, np.array([2.0 ** 25], np.float32)) is not None              # a linear ramp: clamped
+    srgb = Window(center=127.5, width=256.0, name="srgb", units="srgb")
+    assert _build(_lut_chain(srgb), np.array([2.0 ** 25], np.float32)) is None       # beyond float32's integers
     monkeypatch.setattr(valuetable, "MAX_CELLS", 100)
-    assert valuetable.build(col, w, False, ints, 10 ** 6, cpu) is None                 # too large
+    assert _build(chain, ints) is None                                               # too large
     monkeypatch.undo()
-
-    class Net(type(col)):
-        def pixel_keys(self):
-            return None
-    net = Net()
-    net.__dict__.update(col.__dict__)
-    assert valuetable.build(net, w, False, ints, 10 ** 6, cpu) is None                 # not per pixel
+    # not a per-pixel backend: the pipeline builds no table
+    monkeypatch.setattr(type(chain.colorizer), "pixel_keys", lambda self: None)
+    assert pipeline._build_table(chain, ints, torch.device("cpu")) is None
 
 
 def test_apply_clamps_beyond_the_ramp_and_refuses_fractions():
@@ -158,30 +154,35 @@ def test_apply_clamps_beyond_the_ramp_and_refuses_fractions():
     from medcolor.windowing import window_to_l
 
     w = Window(center=40.0, width=400.0, name="", units="HU")
-    col = _lut_colorizer(w)
-    table = valuetable.build(col, w, False, np.zeros((2, 2), np.float32), 10 ** 6, torch.device("cpu"))
+    chain = _lut_chain(w)
+    table = _build(chain, np.zeros((2, 2), np.float32))
     x = np.array([[-3000, -161, 40, 241], [5000, 0, 1, 2]], dtype=np.float32)
-    rgb, l_in, l_out, measures = table.apply(x)
+    l_in, rgb, l_out = table.apply(x)
     np.testing.assert_array_equal(l_in, window_to_l(x, w))
-    assert rgb.shape == (2, 4, 3) and rgb.dtype == np.uint8
-    assert measures["delta_l_max"] <= 0.3
+    assert rgb.shape == (2, 4, 3) and rgb.dtype == np.uint8 and l_out.shape == (2, 4)
+    L, ab = chain.colour(torch.from_numpy(l_in)[None, None])
+    np.testing.assert_array_equal(rgb, chain.encode(L, ab)[0])                      # the general path's bytes
+    assert np.abs(l_out - l_in).max() <= 0.3
+    x[0, 0] = -np.inf                                                                 # clamped, as -3000
+    assert np.array_equal(table.apply(x)[1], rgb)
     x[1, 1] = 0.5
     assert table.apply(x) is None
     x[1, 1] = np.nan
     assert table.apply(x) is None
 
 
-def test_texture_level_kernel_matches_the_torch_definition(monkeypatch):
-    """The fused CPU kernel (float64 sums) and the float32 torch definition agree except where a pixel
-    lies on a rounding edge, and then by one level."""
+def test_texture_level_is_whole_levels_zero_where_flat_and_per_slice():
+    """One definition of the texture level serves the backend (whole batches) and the table (one slice)."""
+    from medcolor.colorizers.base import PixelKeys, local_mean_std, texture_level
+
     g = torch.Generator().manual_seed(0)
     L = torch.rand(2, 1, 67, 45, generator=g) * 100
     L[:, :, 10:30, 5:20] = 37.25                     # flat: level 0
     keys = PixelKeys(texture_size=5, texture_scale=256 / 30.0, texture_levels=257)
-    fast = texture_level(L, keys)
-    monkeypatch.setattr(base, "_fast_table", lambda: None)
-    ref = texture_level(L, keys)
-    diff = (fast - ref).abs()
-    assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
-    assert torch.all(fast[:, :, 12:28, 7:18] == 0)
-    assert fast.min() >= 0 and fast.max() <= 256 and torch.equal(fast, fast.round())
+    level = texture_level(L, keys)
+    assert torch.all(level[:, :, 12:28, 7:18] == 0) and level.max() > 100
+    assert level.min() >= 0 and level.max() <= 256 and torch.equal(level, level.round())
+    assert torch.equal(texture_level(L[1:], keys), level[1:])
+    # the CPU arithmetic is local_mean_std's, value for value
+    _, std = local_mean_std(L, 5)
+    assert torch.equal(level, (std * keys.texture_scale).round_().clamp_(0.0, 256.0))

@@ -11,6 +11,9 @@ A colouriser turns the L channel of CIE-Lab (the windowed slice, L in 0..100) in
 source L, which is never changed). All tensor work happens on ``self.device``. Backends never read
 files and never write DICOM: anything they need (a reference photo, a checkpoint's tensors) is given
 to the constructor as data.
+
+A backend declares ``batched`` (True: a network, coloured a whole batch at a time) and may rely on one
+rule about threads: the pipeline never calls one instance from two threads at once.
 """
 from __future__ import annotations
 
@@ -150,32 +153,32 @@ class PixelKeys:
 
 
 def texture_level(L: torch.Tensor, keys: PixelKeys) -> torch.Tensor:
-    """The texture level map ``[B,1,H,W]`` (float32 holding integers) of ``L`` ``[B,1,H,W]`` under ``keys``;
-    the one definition both the backend and the pipeline's tables use. On the CPU with numba: one fused
-    pass per slice (float64 window sums, :func:`medcolor._fasttable.texture_levels`); elsewhere
-    :func:`local_mean_std` in float32, which can put a pixel lying on a rounding edge one level away."""
-    top = float(keys.texture_levels - 1)
-    fast = _fast_table() if L.device.type == "cpu" else None
-    if fast is not None:
-        src = L.detach().to(torch.float32).contiguous().numpy()
-        out = np.empty(src.shape, dtype=np.float32)
-        flat_in, flat_out = src.reshape(-1, *src.shape[-2:]), out.reshape(-1, *src.shape[-2:])
-        for plane, dst in zip(flat_in, flat_out):
-            fast.texture_levels(plane, int(keys.texture_size or 1), float(keys.texture_scale), top, dst)
-        return torch.from_numpy(out)
-    _, s = local_mean_std(L, keys.texture_size or 1)
-    return (s * keys.texture_scale).round_().clamp_(0.0, top)
+    """The texture level map ``[B,1,H,W]`` (float32 holding integers) of ``L`` ``[B,1,H,W]`` under ``keys``:
+    ``round(local std of L * texture_scale)`` clamped to ``0 .. texture_levels - 1`` (:func:`local_mean_std`
+    over ``texture_size``²). The one definition both the backend and the pipeline's value tables use; on the
+    CPU the same float32 arithmetic as ``local_mean_std`` in place on numpy arrays (the same values,
+    tested; it runs on every slice of a value table)."""
+    size, top = keys.texture_size or 1, float(keys.texture_levels - 1)
+    if L.device.type != "cpu":
+        _, s = local_mean_std(L, size)
+        return (s * keys.texture_scale).round_().clamp_(0.0, top)
+    import cv2
 
-
-def _fast_table():
-    """medcolor._fasttable when the numba kernels are in use (see ``medcolor.color.numba_available``)."""
-    from medcolor import color
-
-    if not color.numba_available():
-        return None
-    from medcolor import _fasttable
-
-    return _fasttable
+    H, W = L.shape[-2:]
+    x = L.detach().to(torch.float32).numpy() - np.float32(50.0)
+    out = np.empty_like(x)
+    count = (_box_count(H, size, L.device)[:, None] * _box_count(W, size, L.device)[None, :]).numpy()
+    for xi, si in zip(x.reshape(-1, H, W), out.reshape(-1, H, W)):
+        m = cv2.boxFilter(xi, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        np.multiply(xi, xi, out=xi)
+        cv2.boxFilter(xi, -1, (size, size), dst=si, normalize=False, borderType=cv2.BORDER_CONSTANT)
+        m /= count
+        si /= count
+        si -= np.multiply(m, m, out=xi)                               # E[x²] - E[x]²
+        np.sqrt(np.maximum(si, 0.0, out=si), out=si)
+        si *= np.float32(keys.texture_scale)
+        np.clip(np.rint(si, out=si), 0.0, top, out=si)
+    return torch.from_numpy(out)
 
 
 class Colorizer(abc.ABC):
@@ -184,11 +187,20 @@ class Colorizer(abc.ABC):
     Subclasses set ``name`` and ``summary``, list their constructor options in ``option_names`` and
     implement ``prepare``, ``colorize`` and ``provenance``. ``warnings`` holds one-line messages for
     the run report (no patient data), refreshed by ``prepare`` for each series.
+
+    ``batched``: True for backends whose cost is a network over the whole image (cnn, cyclegan): the
+    pipeline hands them whole batches on the main thread. False (per-pixel backends): the pipeline colours
+    one slice at a time on its worker threads.
+
+    Threads: the pipeline calls ``prepare``, ``colorize`` and ``colorize_keys`` of one instance from one
+    thread at a time (never concurrently), so a backend needs no locking of its own; it must not keep
+    per-call state that a later call depends on, other than what ``prepare`` builds.
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     option_names: ClassVar[tuple[str, ...]] = ()
+    batched: ClassVar[bool] = False
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         self.device: torch.device = device if isinstance(device, torch.device) else resolve_device(device)
