@@ -53,30 +53,27 @@ def run_once(folder: Path, out: Path, mode: str, ref: Path, window: str) -> tupl
 def in_process(source: Path, ref: Path, window: str, modes: list[str], repeats: int) -> dict[str, tuple[float, float]]:
     """Per mode: (ms per slice of ValueTable.apply, ms per slice of colorize) on the source's slices."""
     import numpy as np
-    import pydicom
     import torch
 
-    from medcolor import valuetable
-    from medcolor.colorizers import get_colorizer
-    from medcolor.io import read_image_rgb
-    from medcolor.types import SeriesContext, Window
-    from medcolor.windowing import window_to_l
+    from medcolor import pipeline
+    from medcolor.io import read_slice, scan
+    from medcolor.types import SeriesContext
+    from medcolor.windowing import resolve_window
 
-    w, c = (float(v) for v in window.split(","))
-    win = Window(c, w, "custom", "HU")
-    files = sorted(source.glob("*.dcm"))
-    datasets = [pydicom.dcmread(f) for f in files]
-    hu = np.stack([ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-                   for ds in datasets])
-    rgb, sha = read_image_rgb(ref)
+    series = scan([source]).series[0]
+    hu = np.stack([read_slice(ref_, series) for ref_ in series.slices])
     sample = hu[np.linspace(0, len(hu) - 1, min(8, len(hu))).round().astype(int)]
-    L_all = window_to_l(torch.from_numpy(hu)[:, None], win)
+    win = resolve_window(window, series, sample)
     parts = {}
     for mode in modes:
-        col = get_colorizer("exemplar", "cpu", reference_rgb=rgb, reference_sha256=sha, mode=mode)
-        ctx = SeriesContext("CT", win, True, len(hu), *hu.shape[1:])
-        col.prepare(ctx, window_to_l(torch.from_numpy(sample)[:, None], win))
-        parts[mode] = (col, valuetable.build(col, win, False, sample, 400 * hu[0].size, torch.device("cpu")))
+        options = pipeline.RunOptions(output=Path("unused"), method="exemplar", reference=ref, exemplar_mode=mode)
+        col = pipeline.build_colorizer(options, torch.device("cpu"))
+        chain = pipeline._Chain(series, win, False, col, [])
+        ctx = SeriesContext(modality=series.modality, window=win, is_hu=series.is_hu, n_slices=len(hu),
+                            rows=series.rows, columns=series.columns)
+        col.prepare(ctx, chain.to_L(torch.from_numpy(sample)[:, None]))
+        parts[mode] = (col, pipeline._build_table(chain, sample, torch.device("cpu")))
+    L_all = chain.to_L(torch.from_numpy(hu)[:, None])
     best: dict[str, list[float]] = {m: [float("inf"), float("inf")] for m in modes}
     # all the table runs first, then all the colorize runs: torch's worker threads keep spinning for a while
     # after a call and would slow whichever numba kernel ran next (measured: 2.7 vs 5.2 ms a slice)
