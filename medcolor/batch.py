@@ -302,6 +302,7 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
 
     for s in batch.series:
         s.error = strip(s.error)
+        s.source = strip(s.source)
         s.warnings = [strip(w) for w in s.warnings]
     outcomes[:] = [FileOutcome(o.path, o.status, strip(o.reason)) for o in outcomes]
     batch.seconds = time.perf_counter() - t0

@@ -153,6 +153,7 @@ def colour_series(series: Series, number: int, options: RunOptions, colorizer: C
     result = SeriesResult(label=label, modality=series.modality, kind=series.kind,
                           n_slices=len(series.slices), rows=series.rows, columns=series.columns,
                           warnings=[redactor(w) for w in series.warnings])
+    result.source = redactor(series.source_label)
     first = series.slices[0].dataset if series.slices else None
     if first is not None:
         result.description = redactor(str(first.get("SeriesDescription", "") or ""))
