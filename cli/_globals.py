@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 #: Flags that belong to the ``medcolor`` app itself, wherever they stand on the command line.
 GLOBAL_FLAGS = frozenset({"--debug", "-q", "--quiet", "-v", "-vv", "--verbose", "-V", "--version"})
@@ -23,6 +23,13 @@ class GlobalOptionsGroup(TyperGroup):
         head = [a for a in args[:end] if a in GLOBAL_FLAGS]
         rest = [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
         return super().parse_args(ctx, head + rest)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The subcommand, with the plain usage line of :class:`PlainUsageCommand` (it adds no state)."""
+        command = super().get_command(ctx, cmd_name)
+        if type(command) is TyperCommand:
+            command.__class__ = PlainUsageCommand
+        return command
 
 
 def setup_logging(debug: bool, verbose: int, quiet: bool) -> None:
@@ -60,3 +67,17 @@ def on_disk(out_dir: Path | None, since: float = 0.0) -> str:
         return f"nothing was written to {out_dir}"
     return (f"{out_dir} holds {len(images)} output file{'s' if len(images) != 1 else ''} and "
             + ("report.json" if report else "no report of this run (report.json was not written)"))
+
+
+class PlainUsageCommand(TyperCommand):
+    """A command whose usage line names its arguments as people write them (``INPUTS...``, ``[NAME]``
+    when optional) instead of Typer's ``{inputs}...``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = (param.metavar or param.name or "").rstrip(".").upper()
+                name += "..." if param.nargs != 1 else ""
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces

@@ -54,7 +54,7 @@ def summary_table(title: str, series: Iterable[Any], note: Callable[[Any], str] 
 def print_summary(table: Table, lines: list[tuple[str, str]], final: str) -> None:
     """The table (unless --quiet), then each ``(kind, text)`` line on stderr (failed in red, skipped and
     warnings unless --quiet), then ``final`` (the counts and where the reports are)."""
-    if not STATE.get("quiet"):
+    if not STATE.get("quiet") and table.row_count:
         out.print(table)
     styles = {"failed": "red", "warning": "yellow", "skipped": "dim"}
     for kind, text in lines:

@@ -106,7 +106,7 @@ def _run(inputs: List[str], options, send: Optional[str] = None, dry_run: bool =
 @app.command()
 @colour_options
 def run(
-    inputs: List[str] = typer.Argument(..., help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUTS", help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created)."),
     colour: ColourArgs = ColourArgs(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),

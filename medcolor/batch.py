@@ -64,6 +64,11 @@ def _worker_init() -> None:
 
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    # library warnings (e.g. pydicom's "Invalid value for VR UI") go to the log, not raw to the terminal:
+    # the invalid value fails its file with a one-line reason in batch.json and the report
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(logging.NullHandler())
+    logging.getLogger("py.warnings").propagate = False
 
 
 def run_task(task: SeriesTask, progress: BatchProgress | None = None) -> TaskResult:

@@ -23,7 +23,7 @@ class MedcolorError(Exception):
         text = f"{self.where}: {self.what}" if self.where else self.what
         if self.hint:
             text += f". {self.hint.rstrip('.')}"
-        return text.replace("\n", " ") + "."
+        return text.replace("\n", " ") + ("" if text.endswith(("?", "!")) else ".")
 
 
 class SkipInput(MedcolorError):
