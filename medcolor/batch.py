@@ -217,7 +217,7 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
     ``progress(event, **info)`` gets "planned" (n_tasks, n_resumed), "task_done" (result) and, for
     in-process runs, the pipeline's per-slice events. Raises MedcolorError for bad options only."""
     from medcolor.io import scan
-    from medcolor.pipeline import FORMATS
+    from medcolor.preflight import check_numbers
 
     progress = progress or (lambda *a, **k: None)
     t0 = time.perf_counter()
@@ -225,13 +225,7 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
     out_dir = Path(options.output)
     if not in_dir.is_dir():
         raise MedcolorError("input folder not found", where=in_dir, hint="pass an existing folder as IN_DIR")
-    if options.fmt not in FORMATS:
-        raise MedcolorError(f"unknown output format {options.fmt!r}", where="--format",
-                            hint=f"use one of {', '.join(FORMATS)}")
-    if options.batch_size < 1:
-        raise MedcolorError("batch size must be at least 1", where="--batch-size")
-    if workers < 1:
-        raise MedcolorError("--workers must be at least 1", where="--workers")
+    check_numbers(options, workers)
     out_dir.mkdir(parents=True, exist_ok=True)
     root = in_dir.resolve()
     params = parameters_fingerprint(options)

@@ -14,7 +14,7 @@ from typing import Any
 
 from medcolor.errors import EnvironmentFault, MedcolorError
 
-__all__ = ["check_options", "check_output", "earlier_results"]
+__all__ = ["check_numbers", "check_options", "check_output", "earlier_results"]
 
 #: What a finished ``run`` leaves in its output folder (besides the series folders S001_*, S002_*, ...).
 RUN_FILES = ("report.json", "report.html")
@@ -26,16 +26,10 @@ def check_options(options: Any, send: str | None = None, calling_aet: str = "MED
     ``reach``: also resolve the ``--send`` host and connect to its port (seconds, before hours of work)."""
     from medcolor.colorizers import resolve_device
     from medcolor.colorizers.registry import load_backend_class
-    from medcolor.pipeline import DEFAULT_REFERENCE, FORMATS
+    from medcolor.pipeline import DEFAULT_REFERENCE
     from medcolor.windowing import parse_window_spec
 
-    if options.fmt not in FORMATS:
-        raise MedcolorError(f"unknown output format {options.fmt!r}", where="--format",
-                            hint=f"use one of {', '.join(FORMATS)}")
-    if options.batch_size < 1:
-        raise MedcolorError("batch size must be at least 1", where="--batch-size")
-    if workers < 1:
-        raise MedcolorError("--workers must be at least 1", where="--workers")
+    check_numbers(options, workers)
     method = options.method.strip().lower()
     load_backend_class(method)
     resolve_device(options.device)
@@ -62,6 +56,19 @@ def check_options(options: Any, send: str | None = None, calling_aet: str = "MED
         if reach:
             target.reach()
     check_output(Path(options.output), overwrite=options.overwrite, refuse_earlier=command == "run")
+
+
+def check_numbers(options: Any, workers: int = 1) -> None:
+    """The output format is known, the batch size and the number of workers at least 1."""
+    from medcolor.pipeline import FORMATS
+
+    if options.fmt not in FORMATS:
+        raise MedcolorError(f"unknown output format {options.fmt!r}", where="--format",
+                            hint=f"use one of {', '.join(FORMATS)}")
+    if options.batch_size < 1:
+        raise MedcolorError("batch size must be at least 1", where="--batch-size")
+    if workers < 1:
+        raise MedcolorError("--workers must be at least 1", where="--workers")
 
 
 def earlier_results(out_dir: Path) -> list[str]:
