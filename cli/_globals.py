@@ -45,6 +45,8 @@ def setup_logging(debug: bool, verbose: int, quiet: bool) -> None:
 def quiet_libraries(shown: bool = False) -> None:
     """Route Python warnings to the ``py.warnings`` logger, visible only when ``shown`` (also called in
     batch worker processes, which do not inherit this process's set-up)."""
+    import pydicom.config  # noqa: F401 - pydicom sets its logger's level when imported: set ours after
+
     logging.captureWarnings(True)
     level = logging.WARNING if shown else logging.ERROR
     logging.getLogger("py.warnings").setLevel(level)

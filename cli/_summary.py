@@ -12,15 +12,16 @@ from rich.table import Table
 
 from medcolor.cli._common import STATE, err, out
 
-_WIDTHS = {"series": 8, "source": 16, "n": 4, "status": 7, "window": 15, "method": 11, "|ΔL|": 5, "colour": 6}
+#: Column widths: with the one-space column divider, 79 characters in all.
+_WIDTHS = {"series": 7, "source": 15, "n": 3, "status": 7, "window": 17, "method": 12, "|ΔL|": 5, "colour": 6}
 
 
 def short_window(text: str) -> str:
-    """'percentile(1,99) W=194 L=145 (modality)' -> 'pct 1-99 W194 L145'; 'sRGB gray to CIE L*' -> 'sRGB->L*'."""
+    """'percentile(1,99) W=194 L=145 (modality)' -> 'p1-99 W194 L145'; 'sRGB gray to CIE L*' -> 'sRGB->L*'."""
     if text.startswith("sRGB"):
         return "sRGB->L*"
     text = re.sub(r"\s*\((HU|modality|srgb)\)$", "", text)
-    text = re.sub(r"percentile\(([\d.]+),([\d.]+)\)", r"pct \1-\2", text)
+    text = re.sub(r"percentile\(([\d.]+),([\d.]+)\)", r"p\1-\2", text)
     return text.replace("W=", "W").replace("L=", "L")
 
 
@@ -30,16 +31,18 @@ def short_method(text: str) -> str:
     return f"{m.group(1)}/{m.group(2)[:3]}" if m else (text or "-")
 
 
-def short_source(text: str) -> str:
-    """The last part of the source path (a file or folder name)."""
-    return Path(text).name or text if text else "-"
+def short_source(text: str, width: int = _WIDTHS["source"]) -> str:
+    """The last part of the source path (a file or folder name), cut at its start to ``width`` so that
+    the end (and the extension) stays."""
+    name = (Path(text).name or text) if text else "-"
+    return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
 def summary_table(title: str, series: Iterable[Any], note: Callable[[Any], str] = lambda s: "") -> Table:
     """The summary of ``series`` (SeriesResult); ``note(s)`` replaces the status when not empty."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), title_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0, show_edge=False, title_justify="left")
     for col, width in _WIDTHS.items():
-        table.add_column(col, max_width=width, no_wrap=True, overflow="ellipsis",
+        table.add_column(col, max_width=width, min_width=min(width, len(col)), no_wrap=True, overflow="ellipsis",
                          justify="right" if col in ("n", "|ΔL|", "colour") else "left")
     for s in series:
         sm = s.summary
@@ -67,7 +70,7 @@ def print_plan(plan: Any) -> int:
     """``--dry-run``: the series found and what would be written; returns the exit code (0, or 1 when no
     series would be coloured and some input failed)."""
     table = Table(title=f"medcolor run --dry-run: would write under {plan.output}", box=box.SIMPLE_HEAD,
-                  pad_edge=False, padding=(0, 1), title_justify="left")
+                  pad_edge=False, padding=0, show_edge=False, title_justify="left")
     for col, width in (("series", 8), ("source", 16), ("n", 4), ("window", 24), ("would write", 22)):
         table.add_column(col, max_width=width, no_wrap=True, overflow="ellipsis",
                          justify="right" if col == "n" else "left")
