@@ -283,3 +283,45 @@ def test_11_xray_default_window_is_the_tuned_percentile(tmp_path):
     assert res.exit_code == 0
     series = json.loads((tmp_path / "out" / "report.json").read_text())["series"][0]
     assert series["window"].startswith("percentile(5,99.9)")
+
+
+# ------------------------------------------------------------------ README: every command works as written
+def readme_commands() -> list[str]:
+    """The `medcolor ...` commands of README.md's bash blocks, as written (comments dropped; from the
+    install line only its `medcolor demo`)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if "&& medcolor " in line:
+                line = "medcolor " + line.split("&& medcolor ", 1)[1]
+            if line.startswith("medcolor "):
+                commands.append(line)
+    return commands
+
+
+def test_readme_commands_each_use_their_own_output_folder():
+    commands = readme_commands()
+    assert len(commands) >= 7 and commands[0] == "medcolor demo"
+    outputs = [re.search(r"-o (\S+)", c).group(1) for c in commands if re.search(r"-o (\S+)", c)]
+    outputs += [c.split()[3] for c in commands if c.startswith("medcolor batch ")]
+    assert len(outputs) == len(set(outputs)) >= 5
+
+
+def test_readme_commands_work_as_written(tmp_path):
+    (tmp_path / "sample_dicom").symlink_to(ROOT / "sample_dicom")
+    for command in readme_commands():
+        args = command.split()[1:]
+        res = subprocess.run(MEDCOLOR + args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{command}: rc {res.returncode}\n{res.stderr[-2000:]}"
+        assert "Traceback" not in res.stderr
+        out = re.search(r"-o (\S+)", command)
+        if out and "--dry-run" not in command:
+            assert (tmp_path / out.group(1) / "report.json").is_file(), command
+        if "--dry-run" in command:
+            assert not (tmp_path / out.group(1)).exists()
+    assert (tmp_path / "medcolor-demo" / "report.html").is_file()
+    again = subprocess.run(MEDCOLOR + ["batch", "sample_dicom/", "out-batch/"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and "0 series coloured" in again.stdout
