@@ -38,8 +38,12 @@ def check_options(options: Any, send: str | None = None, calling_aet: str = "MED
         if value is not None and method != "exemplar":
             raise MedcolorError(f"{flag} is only used by --method exemplar, not {method}", where=flag,
                                 hint=f"drop {flag} or use --method exemplar")
-        if value is not None and not Path(value).is_file():
-            raise MedcolorError("file not found", where=value, hint=f"check {flag}")
+    if method == "exemplar" and options.tissue_map is not None:  # a small JSON: read and checked here
+        from medcolor.colorizers.hounsfield import read_tissue_map
+
+        read_tissue_map(options.tissue_map)
+    if options.reference is not None and not Path(options.reference).is_file():
+        raise MedcolorError("reference photo not found", where=options.reference, hint="check --ref")
     if method == "exemplar" and options.reference is None and not DEFAULT_REFERENCE.is_file():
         raise MedcolorError("the default reference photo is missing", where=DEFAULT_REFERENCE,
                             hint="give --ref PHOTO or reinstall medcolor")
