@@ -38,6 +38,11 @@ def short_source(text: str, width: int = _WIDTHS["source"]) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
+def outcome_line(path: str, reason: str) -> str:
+    """One file's line: ``path: reason``, or the reason alone when it already starts with the path."""
+    return reason if reason.startswith(path) else f"{path}: {reason}"
+
+
 def summary_table(title: str, series: Iterable[Any], note: Callable[[Any], str] = lambda s: "") -> Table:
     """The summary of ``series`` (SeriesResult); ``note(s)`` replaces the status when not empty."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0, show_edge=False, title_justify="left")
@@ -76,7 +81,7 @@ def print_plan(plan: Any) -> int:
                          justify="right" if col == "n" else "left")
     for s in plan.series:
         table.add_row(s.folder + "/", short_source(s.source), str(s.n_slices), short_window(s.window), s.writes)
-    lines = [(o.status, f"{o.path}: {o.reason}") for o in plan.outcomes]
+    lines = [(o.status, outcome_line(str(o.path), o.reason)) for o in plan.outcomes]
     failed = sum(1 for o in plan.outcomes if o.status == "failed")
     print_summary(table, lines, f"dry run: {len(plan.series)} series; {len(plan.outcomes) - failed} input files "
                                 f"skipped, {failed} failed; would also write {' and '.join(plan.reports)}; "

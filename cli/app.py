@@ -15,7 +15,7 @@ from medcolor.cli import batch_cmd, train_cmd
 from medcolor.cli._common import (EXIT_FAILED, EXIT_OK, STATE, ColourArgs, colour_options, err, guard, out,
                                   progress_bar)
 from medcolor.cli._globals import GlobalOptionsGroup, setup_logging
-from medcolor.cli._summary import print_plan, print_summary, summary_table
+from medcolor.cli._summary import outcome_line, print_plan, print_summary, summary_table
 from medcolor.errors import MedcolorError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -70,7 +70,7 @@ def _print_result(result) -> None:
     for o in result.outcomes:
         path, reason = redact(str(o.path)), redact(o.reason)
         if o.status != "done":
-            lines.append((o.status, reason if o.status == "failed" and path in reason else f"{path}: {reason}"))
+            lines.append((o.status, outcome_line(path, reason)))
     c = result.counts()
     print_summary(summary_table("medcolor run", result.series), lines,
                   f"files: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from medcolor.cli._common import EXIT_FAILED, EXIT_OK, STATE, ColourArgs, colour_options, err, guard, out, progress_bar
-from medcolor.cli._summary import print_summary, summary_table
+from medcolor.cli._summary import outcome_line, print_summary, summary_table
 from medcolor.errors import MedcolorError, environment_fault
 
 
@@ -74,7 +74,8 @@ class _BatchProgress:
 
 def _print_batch(result) -> None:
     redact = result.redactor or (lambda text: text)
-    lines = [(o.status, f"{result.display(o.path)}: {redact(o.reason)}") for o in result.outcomes if o.status != "done"]
+    lines = [(o.status, outcome_line(result.display(o.path), redact(o.reason)))
+             for o in result.outcomes if o.status != "done"]
     c = result.counts()
     resumed = set(result.resumed)
     print_summary(summary_table("medcolor batch", result.series, lambda s: "resumed" if s.label in resumed else ""),
