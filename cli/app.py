@@ -161,7 +161,7 @@ def doctor() -> None:
     from medcolor.doctor import devices, models, tools, transfer_syntaxes, versions
 
     def go() -> int:
-        _table("versions", ("package", "version"), versions().items())
+        _table("versions", ("package", "version"), ((k, escape(v)) for k, v in versions().items()))
         _table("devices", ("device", ""), devices().items())
         _table("transfer syntaxes (decode)", ("syntax", "decodes", "plug-ins / what to install"),
                ((s.name, _yes_no(s.available), ", ".join(s.plugins) or s.hint) for s in transfer_syntaxes()))

@@ -325,3 +325,15 @@ def test_readme_commands_work_as_written(tmp_path):
     again = subprocess.run(MEDCOLOR + ["batch", "sample_dicom/", "out-batch/"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0 and "0 series coloured" in again.stdout
+
+
+def test_10_doctor_names_the_extra_of_a_missing_package():
+    from medcolor.doctor import extras_of, versions
+
+    extras = extras_of()
+    assert extras.get("dicomweb-client") == "stow" and extras.get("pydicom") is None
+    res = invoke("doctor")
+    assert res.exit_code == 0
+    for name, version in versions().items():
+        if version.startswith("not installed") and extras.get(name):
+            assert f"medcolor[{extras[name]}]" in res.output
