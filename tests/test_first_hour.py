@@ -73,6 +73,30 @@ def test_1_interrupt_before_anything_written_says_nothing_was_written(tmp_path, 
     assert "nothing was written" in error_lines(res.output)[0]
 
 
+def test_1_real_sigint_message_matches_the_disk(tmp_path):
+    """A real Ctrl-C (SIGINT) to the process once its first output appears: whatever moment it lands, the
+    message's count and report state are what is on disk."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(MEDCOLOR + ["run", str(CT_DIR), "-o", str(out), "--method", "exemplar"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not list(out.rglob("*.dcm")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal landed")
+    assert proc.returncode == 130, stderr
+    line = error_lines(stderr)[-1]
+    n = len([p for p in out.rglob("*") if p.is_file() and p.parent != out and not p.name.startswith(".")])
+    assert f"holds {n} output file" in line or (n == 0 and "nothing was written" in line), (line, n)
+    assert ("and report.json" in line) == (out / "report.json").is_file()
+    assert "Traceback" not in stderr and not list(out.rglob("*.part"))
+
+
 # ------------------------------------------------------------------ 2. a rerun never destroys results
 def test_2_run_into_earlier_results_refuses_and_keeps_the_report(tmp_path):
     out = tmp_path / "out"
