@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, get_type_hints
@@ -16,31 +17,36 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
 
-from medcolor.errors import MedcolorError
+from medcolor.cli._globals import on_disk
+from medcolor.errors import MedcolorError, environment_fault
 
 if TYPE_CHECKING:
     from medcolor.pipeline import RunOptions
 
 out = Console()
 err = Console(stderr=True)
-STATE: dict[str, Any] = {"debug": False}   # set by the app's --debug
+STATE: dict[str, Any] = {"debug": False, "quiet": False}   # set by the app's --debug, --quiet
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def guard(fn: Callable[[], int]) -> None:
+def guard(fn: Callable[[], int], output: Path | None = None, resume_hint: str = "") -> None:
     """Run a command body and exit with its code. A MedcolorError becomes one line and EXIT_USAGE, an
-    interrupt one line and EXIT_INTERRUPTED, any other exception one line and EXIT_FAILED: never a
-    traceback, unless ``--debug``."""
+    EnvironmentFault or OSError (disk, network) one line and EXIT_FAILED, an interrupt one line saying what
+    is on disk in ``output`` (then ``resume_hint``) and EXIT_INTERRUPTED, any other exception one line and
+    EXIT_FAILED: never a traceback, unless ``--debug``."""
+    started = time.time()
     try:
         code = fn()
-    except MedcolorError as e:
+    except (MedcolorError, OSError) as e:
         if STATE["debug"]:
             raise
-        err.print(f"error: {e.one_line()}", style="bold red", highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(EXIT_USAGE)
+        fault = environment_fault(e)
+        err.print(f"error: {(fault or e).one_line()}", style="bold red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_FAILED if fault is not None else EXIT_USAGE)
     except KeyboardInterrupt:
-        err.print("[bold red]interrupted:[/] no partial output was left; rerun to finish.")
+        err.print(f"interrupted: {on_disk(output, started)}{'; ' + resume_hint if resume_hint else ''}.",
+                  style="bold red", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     except typer.Exit:
         raise

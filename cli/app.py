@@ -1,7 +1,6 @@
 """The ``medcolor`` command: parses options, shows progress, calls medcolor's public API. No image logic here."""
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -15,11 +14,15 @@ from medcolor import __version__
 from medcolor.cli import batch_cmd, train_cmd
 from medcolor.cli._common import (EXIT_FAILED, EXIT_OK, STATE, ColourArgs, colour_options, err, guard, out,
                                   progress_bar)
+from medcolor.cli._globals import GlobalOptionsGroup, setup_logging
+from medcolor.cli._summary import outcome_line, print_plan, print_summary, summary_table
 from medcolor.errors import MedcolorError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  cls=GlobalOptionsGroup, rich_markup_mode=None,
                   help="Colourise grayscale CT, MRI and X-ray DICOM into RGB Secondary Capture, keeping "
-                       "the luminance of the windowed source. Not for primary diagnosis.")
+                       "the luminance of the windowed source. Not for primary diagnosis. Global options "
+                       "(--debug, -q, -v, -V) may stand anywhere on the command line.")
 
 
 def _version(value: bool) -> None:
@@ -31,10 +34,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logging."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final line: no progress, "
+                                                              "no table, no skipped/warning lines."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging: -v info, -vv debug."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version."),
 ) -> None:
-    STATE["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+    STATE["debug"], STATE["quiet"] = debug, quiet
+    setup_logging(debug, verbose, quiet)
 
 
 class _SeriesProgress:
@@ -58,48 +65,37 @@ class _SeriesProgress:
 
 
 def _print_result(result) -> None:
-    table = Table(title="medcolor run", show_lines=False)
-    for col in ("series", "slices", "status", "window", "method", "mean |ΔL|", "p99 |ΔL|", "colourfulness"):
-        table.add_column(col)
-    for s in result.series:
-        sm = s.summary
-        table.add_row(s.label, str(s.n_slices), s.status if s.status == "done" else f"[red]{s.status}",
-                      s.window, s.method,
-                      f"{sm['delta_l_mean']:.3f}" if sm else "-", f"{sm['delta_l_p99_max']:.3f}" if sm else "-",
-                      f"{sm['colourfulness_mean']:.1f}" if sm else "-")
-    out.print(table)
-    for s in result.series:
-        for w in s.warnings:
-            err.print(f"warning: {s.label}: {w}", style="yellow", highlight=False, soft_wrap=True, markup=False)
-        if s.error:
-            err.print(f"failed: {s.label}: {s.error}", style="red", highlight=False, soft_wrap=True, markup=False)
     redact = result.redact  # no patient name or ID on the terminal either
+    lines = [("warning", f"{s.label}: {w}") for s in result.series for w in s.warnings]
     for o in result.outcomes:
         path, reason = redact(str(o.path)), redact(o.reason)
-        if o.status == "failed":
-            err.print(f"failed: {reason}" if path in reason else f"failed: {path}: {reason}",
-                      style="red", highlight=False, soft_wrap=True, markup=False)
-        elif o.status == "skipped":
-            err.print(f"skipped: {path}: {reason}", style="dim", highlight=False, soft_wrap=True, markup=False)
+        if o.status != "done":
+            lines.append((o.status, outcome_line(path, reason)))
     c = result.counts()
-    out.print(f"files: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "
-              f"report: {result.report_path}", highlight=False)
+    print_summary(summary_table("medcolor run", result.series), lines,
+                  f"files: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "
+                  f"report: {result.report_path} (details: report.html beside it)")
 
 
-def _run(inputs: List[str], options, send: Optional[str] = None) -> int:
+def _run(inputs: List[str], options, send: Optional[str] = None, dry_run: bool = False) -> int:
     from medcolor.pipeline import run
+    from medcolor.preflight import check_options
 
-    if send:
-        from medcolor.pacs import Target
+    check_options(options, send, command="run", reach=not dry_run)  # every option, before any file is read
+    if dry_run:
+        from medcolor.plan import plan_run
 
-        Target.parse(send).check()  # fail on a typo before colouring
-
-    with progress_bar(MofNCompleteColumn(), TimeRemainingColumn()) as progress:
+        return print_plan(plan_run(inputs, options))
+    with progress_bar(MofNCompleteColumn(), TimeRemainingColumn(), disable=STATE["quiet"]) as progress:
         result = run(inputs, options, progress=_SeriesProgress(progress))
     _print_result(result)
     if not result.series and not any(o.status == "done" for o in result.outcomes):
-        err.print("[red]nothing to colour:[/] no grayscale image series found in the input.")
-        return EXIT_FAILED
+        if not result.outcomes:
+            err.print("nothing to colour: no file found in the input.", style="red", highlight=False)
+            return EXIT_FAILED
+        if not result.failed:  # every input skipped for a reason: exit 0, as the README says
+            err.print("nothing to colour: every input was skipped (see the reasons above).", highlight=False)
+            return EXIT_OK
     code = EXIT_FAILED if result.failed else EXIT_OK
     if send:
         outputs = [o for s in result.series for o in s.outputs]
@@ -110,19 +106,20 @@ def _run(inputs: List[str], options, send: Optional[str] = None) -> int:
 @app.command()
 @colour_options
 def run(
-    inputs: List[str] = typer.Argument(..., help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUTS", help="DICOM file(s), folder(s) (recursive) or glob(s); NIfTI, PNG/JPEG/TIFF too."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created)."),
     colour: ColourArgs = ColourArgs(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
     no_l_lock: bool = typer.Option(False, "--no-l-lock", help="cyclegan only: write G_color's raw RGB (its own L; the report shows the ΔL it caused) instead of its chroma on the source L."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the series found and what would be written; write nothing."),
 ) -> None:
     """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json/.html."""
     def go() -> int:
         opts = colour.run_options(output, overwrite, {"l_lock": False} if no_l_lock else None, reader_workers=workers)
-        return _run(inputs, opts, send=colour.send)
+        return _run(inputs, opts, send=colour.send, dry_run=dry_run)
 
-    guard(go)
+    guard(go, output, "rerun with --overwrite to redo it, or choose another -o")
 
 
 def _find_sample(sample: Optional[Path]) -> Path:
@@ -140,7 +137,8 @@ def demo(
     sample: Optional[Path] = typer.Option(None, "--sample", help="The sample_dicom folder of a medcolor checkout."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Colour the shipped CT sample with the shipped beef reference (lung window) and say where it went."""
+    """Colour the shipped CT sample with the shipped beef reference (lung window); writes DICOM, PNG,
+    report.json and report.html (open it in a browser) under -o."""
     from medcolor.pipeline import RunOptions
 
     def go() -> int:
@@ -149,11 +147,11 @@ def demo(
         opts = RunOptions(output=output, method="exemplar", reference=ref if ref.is_file() else None,
                           window="lung", device=device, fmt="both", overwrite=True)
         code = _run([str(root / "ct_chest")], opts)
-        out.print(f"\nDemo results: DICOM and PNG under [bold]{output.resolve()}[/] "
-                  f"(report: {output.resolve() / 'report.json'})", highlight=False)
+        out.print(f"\nDemo results: DICOM and PNG under {output.resolve()}; open "
+                  f"{output.resolve() / 'report.html'} in a browser (data: report.json)", highlight=False)
         return code
 
-    guard(go)
+    guard(go, output)
 
 
 @app.command()
@@ -163,7 +161,7 @@ def doctor() -> None:
     from medcolor.doctor import devices, models, tools, transfer_syntaxes, versions
 
     def go() -> int:
-        _table("versions", ("package", "version"), versions().items())
+        _table("versions", ("package", "version"), ((k, escape(v)) for k, v in versions().items()))
         _table("devices", ("device", ""), devices().items())
         _table("transfer syntaxes (decode)", ("syntax", "decodes", "plug-ins / what to install"),
                ((s.name, _yes_no(s.available), ", ".join(s.plugins) or s.hint) for s in transfer_syntaxes()))

@@ -7,10 +7,9 @@ from typing import Any, Optional
 
 import typer
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
-
-from medcolor.cli._common import EXIT_FAILED, EXIT_OK, ColourArgs, colour_options, err, guard, out, progress_bar
-from medcolor.errors import MedcolorError
+from medcolor.cli._common import EXIT_FAILED, EXIT_OK, STATE, ColourArgs, colour_options, err, guard, out, progress_bar
+from medcolor.cli._summary import outcome_line, print_summary, summary_table
+from medcolor.errors import MedcolorError, environment_fault
 
 
 def send_outputs(out_dir: Path, outputs: list[str] | None, send: str, calling_aet: str = "MEDCOLOR") -> int:
@@ -23,7 +22,13 @@ def send_outputs(out_dir: Path, outputs: list[str] | None, send: str, calling_ae
     if outputs is not None:
         wanted = {str(Path(o)) for o in outputs}
         instances = [i for i in instances if str(i[0].relative_to(out_dir)) in wanted]
-    return _export_and_print(instances, target, out_dir)
+    try:
+        return _export_and_print(instances, target, out_dir)
+    except (MedcolorError, OSError) as exc:  # the outputs are on disk; the send failed: say so, count it
+        fault = environment_fault(exc) or exc
+        err.print(f"export to {send}: {len(instances)} failed, nothing stored: {fault.one_line()}", style="red",
+                  highlight=False, soft_wrap=True, markup=False)
+        return EXIT_FAILED
 
 
 def _export_and_print(instances, target, out_dir: Path, retries: int = 3, timeout: float = 30.0) -> int:
@@ -68,33 +73,15 @@ class _BatchProgress:
 
 
 def _print_batch(result) -> None:
-    table = Table(title="medcolor batch")
-    for col in ("series", "files", "status", "method", "window", "mean |ΔL|", "colourfulness", "note"):
-        table.add_column(col)
-    for s in result.series:
-        sm = s.summary
-        status = s.status if s.status == "done" else f"[red]{s.status}"
-        note = "resumed" if s.label in result.resumed else (s.error[:60] if s.error else "")
-        table.add_row(s.label, str(s.n_slices), status, s.method or "-", s.window or "-",
-                      f"{sm['delta_l_mean']:.3f}" if sm else "-", f"{sm['colourfulness_mean']:.1f}" if sm else "-",
-                      note, )
-    out.print(table)
-    files = Table(title="files not coloured by this run")
-    for col in ("file", "status", "reason"):
-        files.add_column(col)
-    n = 0
-    for o in result.outcomes:
-        if o.status != "done":
-            n += 1
-            files.add_row(result.display(o.path), "[red]failed" if o.status == "failed" else o.status,
-                          result.redactor(o.reason) if result.redactor else o.reason)
-    if n:
-        out.print(files)
+    redact = result.redactor or (lambda text: text)
+    lines = [(o.status, outcome_line(result.display(o.path), redact(o.reason)))
+             for o in result.outcomes if o.status != "done"]
     c = result.counts()
-    out.print(f"files: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "
-              f"{len(result.coloured)} series coloured, {len(result.resumed)} already done; "
-              f"{result.seconds:.1f} s; {result.json_path}, {result.csv_path}, {result.report_path}",
-              highlight=False)
+    resumed = set(result.resumed)
+    print_summary(summary_table("medcolor batch", result.series, lambda s: "resumed" if s.label in resumed else ""),
+                  lines, f"files: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "
+                         f"{len(result.coloured)} series coloured, {len(result.resumed)} already done; "
+                         f"{result.seconds:.1f} s; {result.json_path}, {result.csv_path}, {result.report_path}")
 
 
 def register(app: typer.Typer) -> None:
@@ -103,24 +90,27 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @colour_options
     def batch(
-        in_dir: Path = typer.Argument(..., help="Folder to colour (recursive)."),
-        out_dir: Path = typer.Argument(..., help="Output folder: series, batch.json, batch.csv, report.json/.html."),
+        in_dir: Path = typer.Argument(..., metavar="IN_DIR", help="Folder to colour (recursive)."),
+        out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Output folder: series, batch.json, batch.csv, report.json/.html."),
         colour: ColourArgs = ColourArgs(),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo series already completed with the same parameters."),
         workers: int = typer.Option(1, "--workers", "-j", help="Local worker processes (series in parallel)."),
-        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask distributed scheduler address (tcp://HOST:PORT); needs medcolor[scale]."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask distributed scheduler address (tcp://HOST:PORT); needs the extra medcolor[scale]."),
         calling_aet: str = typer.Option("MEDCOLOR", "--calling-aet", help="Our AE title for --send."),
     ) -> None:
-        """Colour every series under IN_DIR into OUT_DIR; resumable; every file accounted for."""
+        """Colour every series under IN_DIR into OUT_DIR; resumable; every file accounted for. --method:
+        exemplar | lut | cnn | cyclegan, as for `medcolor run`."""
         def go() -> int:
             from medcolor.batch import run_batch
-            from medcolor.pacs import Target
+            from medcolor.preflight import check_options
 
             send = colour.send
-            if send:
-                Target.parse(send, calling_aet).check()  # a typo fails before hours of work
             opts = colour.run_options(out_dir, overwrite)
-            with progress_bar(MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+            if not in_dir.is_dir():
+                raise MedcolorError("input folder not found", where=in_dir, hint="pass an existing folder as IN_DIR")
+            # every option, the --send host and port included, before hours of work
+            check_options(opts, send, calling_aet, command="batch", workers=workers)
+            with progress_bar(MofNCompleteColumn(), TimeElapsedColumn(), disable=STATE["quiet"]) as progress:
                 result = run_batch(in_dir, opts, workers=workers, scheduler=scheduler,
                                    progress=_BatchProgress(progress))
             _print_batch(result)
@@ -131,7 +121,7 @@ def register(app: typer.Typer) -> None:
                 code = max(code, send_outputs(out_dir, outputs, send, calling_aet))
             return code
 
-        guard(go)
+        guard(go, out_dir, "rerun the same command to resume (finished series are kept)")
 
     @app.command()
     def export(
@@ -142,7 +132,7 @@ def register(app: typer.Typer) -> None:
         calling_aet: str = typer.Option("MEDCOLOR", "--calling-aet", help="Our AE title."),
         retries: int = typer.Option(3, "--retries", help="Retries of transient failures (rejected-transient, aborted, timeout)."),
         timeout: float = typer.Option(30.0, "--timeout", help="Network/DIMSE timeout in seconds."),
-        stow: Optional[str] = typer.Option(None, "--stow", help="DICOMweb base URL: STOW-RS instead of C-STORE (needs medcolor[stow])."),
+        stow: Optional[str] = typer.Option(None, "--stow", help="DICOMweb base URL: STOW-RS instead of C-STORE (needs the extra medcolor[stow])."),
     ) -> None:
         """C-STORE (or STOW-RS) every Secondary Capture instance under OUT_DIR; exit code 1 if any failed."""
         def go() -> int:
@@ -158,6 +148,7 @@ def register(app: typer.Typer) -> None:
                                     hint="e.g. --host pacs.example --port 104 --called-aet ORTHANC (or --stow URL)")
             target = Target(host, port, called_aet, calling_aet)
             target.check()
+            target.reach()
             return _export_and_print(instances, target, out_dir, retries=retries, timeout=timeout)
 
         guard(go)

@@ -40,26 +40,33 @@ class SyntaxInfo:
 def packages() -> list[str]:
     """The distributions medcolor declares (pyproject.toml, read from the installed metadata): every
     dependency, then the optional extras' (not the test extra), each once."""
+    return list(extras_of())
+
+
+def extras_of() -> dict[str, str | None]:
+    """Each declared distribution (as :func:`packages`) -> the extra that brings it (None: a dependency)."""
     try:
         requires = md.requires("medcolor") or []
     except md.PackageNotFoundError:
-        return list(CORE_PACKAGES)
-    names: list[str] = []
+        return dict.fromkeys(CORE_PACKAGES)
+    names: dict[str, str | None] = {}
     for req in requires:
         name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0)
-        if 'extra == "test"' not in req and name not in names:
-            names.append(name)
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", req)
+        if (extra is None or extra.group(1) != "test") and name not in names:
+            names[name] = extra.group(1) if extra else None
     return names
 
 
 def versions() -> dict[str, str]:
-    """Versions of python, medcolor and each declared dependency ("not installed" when absent)."""
+    """Versions of python, medcolor and each declared dependency ("not installed" when absent, with the
+    extra that brings it: "not installed (pip install 'medcolor[stow]')")."""
     out = {"medcolor": __version__, "python": platform.python_version()}
-    for name in packages():
+    for name, extra in extras_of().items():
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
-            out[name] = "not installed"
+            out[name] = "not installed" + (f" (pip install 'medcolor[{extra}]')" if extra else "")
     return out
 
 

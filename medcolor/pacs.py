@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from medcolor.errors import MedcolorError
+from medcolor.errors import MedcolorError, environment_fault
 
 log = logging.getLogger("medcolor")
 
@@ -61,6 +61,19 @@ class Target:
                 raise MedcolorError(f"invalid AE title {aet!r}", where=name, hint="1 to 16 ASCII characters, no backslash")
         if not 0 < self.port < 65536:
             raise MedcolorError(f"invalid port {self.port}", where="--port", hint="1..65535")
+
+    def reach(self, timeout: float = 5.0) -> None:
+        """Resolve the host and open (then close) a TCP connection to the port, so that a typo in the host,
+        a refused port or a silent address fails in seconds, before any colouring: EnvironmentFault."""
+        import socket
+
+        where = f"{self.host}:{self.port}"
+        try:
+            socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            with socket.create_connection((self.host, self.port), timeout=timeout):
+                pass
+        except OSError as exc:
+            raise environment_fault(exc, where) from None
 
 
 @dataclass
@@ -194,7 +207,8 @@ def export(paths: Iterable[Path | tuple[Path, str, str]], target: Target, *, roo
                 queue = []
                 break
             what = ("association rejected (transient)" if rejected else
-                    "no presentation context accepted" if prim is not None else "cannot connect (no answer)")
+                    "no presentation context accepted" if prim is not None else
+                    "cannot connect (connection refused or no answer)")
             failures_in_row += 1
             if failures_in_row > retries:
                 for i in queue:

@@ -37,7 +37,7 @@ from medcolor import __version__, valuetable
 from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.colorizers.base import Colorizer, texture_level
-from medcolor.errors import MedcolorError
+from medcolor.errors import MedcolorError, environment_fault
 from medcolor.io import SliceItems, read_image_rgb, read_item, read_slice, scan
 from medcolor.metrics import lightness, measure_slice
 from medcolor.privacy import PhiRedactor
@@ -153,6 +153,7 @@ def colour_series(series: Series, number: int, options: RunOptions, colorizer: C
     result = SeriesResult(label=label, modality=series.modality, kind=series.kind,
                           n_slices=len(series.slices), rows=series.rows, columns=series.columns,
                           warnings=[redactor(w) for w in series.warnings])
+    result.source = redactor(series.source_label)
     first = series.slices[0].dataset if series.slices else None
     if first is not None:
         result.description = redactor(str(first.get("SeriesDescription", "") or ""))
@@ -169,6 +170,9 @@ def colour_series(series: Series, number: int, options: RunOptions, colorizer: C
         result.error = redactor(err.one_line())
     except KeyboardInterrupt:
         raise
+    except OSError as err:  # the disk (read-only, full...): what to do, not "report it"
+        result.status = "failed"
+        result.error = redactor(environment_fault(err).one_line())  # type: ignore[union-attr]
     except Exception as err:  # an internal error must not stop the other series
         log.debug("internal error in %s", label, exc_info=True)
         result.status = "failed"

@@ -159,6 +159,7 @@ class SeriesResult:
     description: str = ""           # the source's SeriesDescription, through the run's PhiRedactor
     patient: str = ""               # "name (ID)" of the source; only with --report-phi
     tissue: dict[str, Any] = field(default_factory=dict)     # exemplar tissue/gram: populations, legend
+    source: str = ""                # the input file or folder it came from, through the run's PhiRedactor
 
 
 @dataclass

@@ -288,6 +288,7 @@ class RGBSecondaryCapture:
         problems = [f"Type 1 {kw} missing or empty" for kw in _TYPE1 + (_TYPE1_MF if self.multiframe else ())
                     if kw not in ds or ds[kw].value in (None, "", [])]
         problems += [f"Type 2 {kw} missing" for kw in _TYPE2 if kw not in ds]
+        invalid: list[str] = []
         problems += [f"{kw} must be {value}" for kw, value in _RGB8.items() if ds.get(kw) != value]
         if list(ds.get("ImageType", [])) != ["DERIVED", "SECONDARY"]:
             problems.append("ImageType must be DERIVED\\SECONDARY")
@@ -298,8 +299,14 @@ class RGBSecondaryCapture:
                 try:
                     for v in elem.value if elem.VM > 1 else [elem.value]:
                         validate_value(elem.VR, str(v) if elem.VR in ("IS", "DS") else v, pydicom_config.RAISE)
-                except (ValueError, TypeError) as exc:
-                    problems.append(f"{elem.keyword or elem.tag}: {exc}")
+                except (ValueError, TypeError):
+                    invalid.append(f"{elem.keyword or elem.tag} {elem.value!r} is not a valid {elem.VR} value")
+        if invalid and not problems:  # the values come from the source: the input is at fault, not medcolor
+            uid = any(" UI value" in text for text in invalid)
+            raise MedcolorError(f"the source's {'; '.join(invalid)}", where=self.where,
+                                hint="correct the source file" + (", or pass --deidentify to give the output new UIDs"
+                                                                   if uid else ""))
+        problems += invalid
         if problems:
             raise MedcolorError(f"would write an invalid Secondary Capture ({'; '.join(problems)})",
                                 where=self.where, hint="report this as a medcolor bug with --debug")
