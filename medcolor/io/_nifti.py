@@ -127,3 +127,18 @@ def read_nifti_slice(path: Path, k: int) -> np.ndarray:
     if flip_j:
         sl = sl[:, ::-1]
     return np.ascontiguousarray(sl.T, dtype=np.float32)
+
+
+def nifti_geometry(path: Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(origin, spacing, direction row-major) in LPS mm of the grid ``read_nifti_slice`` presents: column c,
+    row r, slice k (the voxel axes i, j after the flips above), from nibabel's affine."""
+    img = _load(path)
+    shape = tuple(int(s) for s in img.shape) + (1,) * max(0, 3 - len(img.shape))
+    flip_i, flip_j = _flips(img)
+    lps = np.diag([-1.0, -1.0, 1.0]) @ img.affine[:3, :]
+    axes = lps[:, :3] * np.array([-1.0 if flip_i else 1.0, -1.0 if flip_j else 1.0, 1.0])
+    corner = np.array([shape[0] - 1 if flip_i else 0, shape[1] - 1 if flip_j else 0, 0, 1.0])
+    spacing = np.linalg.norm(axes, axis=0)
+    direction = axes / np.where(spacing > 0, spacing, 1.0)
+    return (tuple(float(v) for v in lps @ corner), tuple(float(v) for v in spacing),
+            tuple(float(v) for v in direction.reshape(-1)))
