@@ -18,8 +18,6 @@ the cross-check in tests (same voxels, same geometry).
 from __future__ import annotations
 
 import itertools
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,12 +25,11 @@ from typing import Callable
 import numpy as np
 
 from medcolor.errors import MedcolorError
+from medcolor.io._cache import VolumeCache
 from medcolor.types import Series, SliceRef
 
 VOLUME_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
-_CACHE: "OrderedDict[tuple[str, float], np.ndarray]" = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 2
+_CACHE = VolumeCache(2)
 _ARRAYS: dict[str, tuple[np.ndarray, "Geometry"]] = {}
 _ARRAY_IDS = itertools.count(1)
 ARRAY_PREFIX = "<volume>"
@@ -137,13 +134,8 @@ def volume_series(path: Path) -> Series:
     return _series_of("volume", path, size, _geometry3(reader), _modality(reader), bits, str(path))
 
 
-def _volume_array(path: Path) -> np.ndarray:
-    """The decoded voxels [k, j, i] of a volume file, cached per process (a few volumes)."""
-    key = (str(path), path.stat().st_mtime)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+def _decode(path: Path) -> np.ndarray:
+    """The voxels [k, j, i] of a volume file (a 2-D image as one slice)."""
     import SimpleITK as sitk
 
     try:
@@ -152,19 +144,13 @@ def _volume_array(path: Path) -> np.ndarray:
         raise MedcolorError(f"cannot read the volume voxels ({_one_line(exc)})", where=path,
                             hint="the file is truncated or corrupt") from None
     array = sitk.GetArrayFromImage(image)
-    if array.ndim == 2:
-        array = array[None]
-    with _CACHE_LOCK:
-        _CACHE[key] = array
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return array
+    return array[None] if array.ndim == 2 else array
 
 
 def read_volume_slice(path: Path, k: int) -> np.ndarray:
     """float32 [rows=j, cols=i] of slice k of a volume file or of a registered in-memory volume."""
     entry = _ARRAYS.get(str(path))
-    array = entry[0] if entry is not None else _volume_array(path)
+    array = entry[0] if entry is not None else _CACHE.get(path, _decode)
     if not 0 <= k < array.shape[0]:
         raise MedcolorError(f"slice {k} out of range (volume has {array.shape[0]})", where=path)
     return np.asarray(array[k], dtype=np.float32)
