@@ -215,3 +215,49 @@ def test_nifti_with_modality_ct_matches_the_dicom_colours(tmp_path: Path) -> Non
 def test_bad_modality_is_refused_before_work(tmp_path: Path) -> None:
     r = runner.invoke(app, ["run", str(CT_DIR), "-o", str(tmp_path / "o"), "--modality", "XX"])
     assert r.exit_code == 2 and "unknown modality 'XX'" in r.output and not (tmp_path / "o").exists()
+
+
+def test_monai_transforms_equal_the_pipeline_and_the_example_runs(tmp_path: Path) -> None:
+    """LoadImaged -> WindowToLd -> Colorized in a Compose gives medcolor run's colours (same backend, window,
+    modality); docs/examples/monai_volumes.py runs (Compose + DataLoader over NIfTI files)."""
+    import subprocess
+    import sys
+
+    from monai.transforms import Compose
+
+    from medcolor.transforms import Colorized, LoadImaged, WindowToLd
+
+    _, image = _gdcm(CT_DIR)
+    sitk.WriteImage(image, str(tmp_path / "ct.nii.gz"))
+    lung = PRESETS["lung"]
+    chain = Compose([LoadImaged(keys="image", modality="CT"), WindowToLd(keys="image", window=lung),
+                     Colorized(keys="image", window=lung, method="exemplar")])
+    rgb = chain({"image": str(tmp_path / "ct.nii.gz")})["image_rgb"]
+    assert rgb.dtype == torch.uint8 and tuple(rgb.shape) == (3, 6, 512, 512)
+    _run(str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "run"), "-f", "png", "--window", "lung",
+         "--modality", "CT")
+    for k in range(6):
+        png = np.asarray(Image.open(tmp_path / "run" / "S001_CT" / f"IM{k + 1:05d}.png"))
+        np.testing.assert_array_equal(rgb[:, k].permute(1, 2, 0).numpy(), png)
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "monai_volumes.py"
+    r = subprocess.run([sys.executable, str(example), "--out", str(tmp_path / "ex")], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [line for line in r.stdout.splitlines() if line.startswith("volume ")]
+    assert len(lines) == 2 and "rgb (3, 6, 512, 512)" in lines[0], r.stdout
+    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["volume0_middle.png", "volume1_middle.png"]
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mha"])
+def test_medcolor_reader_affine_of_a_volume_equals_the_dicom_series(tmp_path: Path, suffix: str) -> None:
+    from monai.transforms import LoadImage
+
+    from medcolor.io import MedcolorReader
+
+    _, image = _gdcm(CT_DIR)
+    sitk.WriteImage(image, str(tmp_path / f"ct{suffix}"))
+    dicom = LoadImage(reader=MedcolorReader(), image_only=True)(str(CT_DIR))
+    volume = LoadImage(reader=MedcolorReader(modality="CT"), image_only=True)(str(tmp_path / f"ct{suffix}"))
+    np.testing.assert_allclose(np.asarray(volume.meta["affine"]), np.asarray(dicom.meta["affine"]), atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(volume), np.asarray(dicom))
+    assert volume.meta["is_hu"] and volume.meta["modality"] == "CT"
