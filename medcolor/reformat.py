@@ -25,7 +25,7 @@ import torch
 
 from medcolor.colorizers.base import Colorizer
 from medcolor.errors import MedcolorError
-from medcolor.io import Geometry, read_slice, series_image
+from medcolor.io import Geometry, read_slice, series_geometry, series_image
 from medcolor.io._volume import array_series, register_array, release_array
 from medcolor.types import FileOutcome, Series, SeriesContext, SeriesResult
 from medcolor.windowing import resolve_window, window_to_l
@@ -85,31 +85,40 @@ def plane_geometry(source: Geometry, size: Sequence[int], plane: str,
     return Geometry(tuple(float(v) for v in origin), steps, tuple(float(v) for v in axes.reshape(-1))), counts
 
 
-def resample(image, plane: str, spacing: float | None = None):  # noqa: ANN001, ANN201 - SimpleITK images
-    """``image`` (float32, with its geometry) resampled onto ``plane``'s grid, linear; outside: its minimum."""
+def resample(image, plane: str, spacing: float | None = None, integral: bool = False):  # noqa: ANN001, ANN201
+    """``image`` (float32 SimpleITK image, with its geometry) resampled onto ``plane``'s grid, linear; outside:
+    its minimum. ``integral``: the source holds whole numbers (HU, stored values), so the interpolated values
+    are rounded to whole numbers too (at most 0.5 from the linear value; the per-series value table then
+    applies, as on the source)."""
     import SimpleITK as sitk
 
     geometry, counts = plane_geometry(Geometry.of_image(image), image.GetSize(), plane, spacing)
     low = float(sitk.GetArrayViewFromImage(image).min())
     out = sitk.Resample(image, [int(c) for c in counts], sitk.Transform(), sitk.sitkLinear,
                         geometry.origin, geometry.spacing, geometry.direction, low, sitk.sitkFloat32)
+    if integral:
+        out = sitk.Round(out)
     return out, geometry
 
 
 class _Prepared:
-    """The backend after its one ``prepare`` on the source volume: later ``prepare`` calls (one per plane)
-    keep that state; the provenance names the plane. Everything else is the backend itself."""
+    """The backend, prepared once per volume: the first plane's ``prepare`` call (made by the pipeline, with
+    its thread settings) prepares it on the SOURCE's context and sample L; later calls keep that state.
+    ``reformat`` (set per plane) goes into the provenance. Everything else is the backend itself."""
 
-    def __init__(self, colorizer: Colorizer, reformat: str) -> None:
+    def __init__(self, colorizer: Colorizer, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
         self._colorizer = colorizer
-        self._reformat = reformat
+        self._source: tuple[SeriesContext, torch.Tensor] | None = (ctx, sample_L)
+        self.reformat = ""
 
-    def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:  # noqa: ARG002 - fitted once
-        return None
+    def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:  # noqa: ARG002 - the source's
+        if self._source is not None:
+            self._colorizer.prepare(*self._source)
+            self._source = None
 
     def provenance(self) -> dict[str, Any]:
         prov = dict(self._colorizer.provenance())
-        prov["parameters"] = {**dict(prov.get("parameters", {})), "reformat": self._reformat}
+        prov["parameters"] = {**dict(prov.get("parameters", {})), "reformat": self.reformat}
         return prov
 
     def __getattr__(self, name: str) -> Any:
@@ -132,12 +141,13 @@ def _reference(series: Series, geometry: Geometry, counts: tuple[int, int, int])
     return ds
 
 
-def plane_series(series: Series, image, plane: str, spacing: float | None = None) -> tuple[Series, Path]:  # noqa: ANN001
-    """The reformatted ``plane`` of ``image`` (the volume of ``series``) as an in-memory Series of kind
-    "volume" (release it with ``medcolor.io._volume.release_array(name)``)."""
+def plane_series(series: Series, image, plane: str, spacing: float | None = None,  # noqa: ANN001
+                 integral: bool = False) -> tuple[Series, Path]:
+    """The reformatted ``plane`` of ``image`` (the volume of ``series``; ``integral``: see ``resample``) as an
+    in-memory Series of kind "volume" (release it with ``medcolor.io._volume.release_array(name)``)."""
     import SimpleITK as sitk
 
-    out, geometry = resample(image, plane, spacing)
+    out, geometry = resample(image, plane, spacing, integral)
     counts = tuple(int(c) for c in out.GetSize())
     name = register_array(sitk.GetArrayFromImage(out), geometry, plane)
     label = f"{series.source_label} ({plane})"
@@ -189,20 +199,20 @@ def _colour_planes(series: Series, first_number: int, planes: Sequence[str], opt
     volume = sitk.GetArrayViewFromImage(image)
     sample = np.ascontiguousarray(volume[list(sample_slices)])
     window = resolve_window(options.window, series, sample)
+    integral = bool(np.array_equal(sample, np.round(sample)))
     if window.name.startswith("percentile") or options.window is None and not series.is_hu \
             and not series.file_windows:  # a window from the values: pinned so every plane uses it
         options = dataclasses.replace(options, window=f"{window.width!r},{window.center!r}")
     invert = series.photometric == "MONOCHROME1"
     ctx = SeriesContext(modality=series.modality, window=window, is_hu=series.is_hu, n_slices=len(series.slices),
                         rows=series.rows, columns=series.columns, inverted=invert)
-    colorizer.prepare(ctx, window_to_l(torch.from_numpy(sample).to(device).unsqueeze(1), window, invert=invert))
+    prepared = _Prepared(colorizer, ctx, window_to_l(torch.from_numpy(sample).to(device).unsqueeze(1), window,
+                                                     invert=invert))
     results: list[SeriesResult] = []
     for offset, plane in enumerate(planes):
-        planar, name = plane_series(series, image, plane, spacing)
+        planar, name = plane_series(series, image, plane, spacing, integral)
         try:
-            from medcolor.io._volume import series_geometry
-
-            prepared = _Prepared(colorizer, describe(plane, series_geometry(planar)))
+            prepared.reformat = describe(plane, series_geometry(planar))
             result, _ = colour_series(planar, first_number + offset, options, prepared, device, **kwargs)
         finally:
             release_array(name)

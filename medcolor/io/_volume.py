@@ -18,6 +18,7 @@ the cross-check in tests (same voxels, same geometry).
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -218,14 +219,20 @@ def series_geometry(series: Series) -> Geometry:
 
 
 def series_image(series: Series, read: Callable[[SliceRef, Series], np.ndarray]):  # noqa: ANN201
-    """The whole series as a float32 SimpleITK image (``read(ref, series)`` reads one slice) with its
-    geometry."""
+    """The whole series as a float32 SimpleITK image (``read(ref, series)`` reads one slice, on one thread per
+    core) with its geometry."""
     import SimpleITK as sitk
+
+    from concurrent.futures import ThreadPoolExecutor
 
     geometry = series_geometry(series)
     array = np.empty((len(series.slices), series.rows, series.columns), dtype=np.float32)
-    for k, ref in enumerate(series.slices):
-        array[k] = read(ref, series)
+
+    def read_into(k: int) -> None:
+        array[k] = read(series.slices[k], series)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+        list(pool.map(read_into, range(len(series.slices))))  # decoding releases the GIL: read on every core
     image = sitk.GetImageFromArray(array)
     geometry.apply_to(image)
     return image
