@@ -124,7 +124,7 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
     from medcolor import reformat
 
     modality, planes = check_modality(options.modality), reformat.parse_planes(options.reformat)
-    reformat.check_spacing(options.reformat_spacing)
+    reformat.check_options(planes, options.reformat_spacing, options.multiframe)
     device = resolve_device(options.device)
     colorizer = build_colorizer(options, device)
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from medcolor.io._volume import array_series, register_array, release_array
 from medcolor.types import FileOutcome, Series, SeriesContext, SeriesResult
 from medcolor.windowing import resolve_window, window_to_l
 
-__all__ = ["PLANES", "parse_planes", "check_spacing", "plane_geometry", "resample", "colour_planes"]
+__all__ = ["PLANES", "parse_planes", "check_options", "plane_geometry", "resample", "colour_planes"]
 
 # (column axis, row axis) in LPS; the slice axis is their cross product
 PLANES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -60,11 +60,15 @@ def parse_planes(values: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(planes)
 
 
-def check_spacing(spacing: float | None) -> float | None:
+def check_options(planes: tuple[str, ...], spacing: float | None, multiframe: bool) -> None:
+    """MedcolorError for ``--reformat-spacing`` that is not a positive number, or ``--multiframe`` with planes
+    (a multi-frame SC references its sources per frame; a plane's frames each derive from every source)."""
     if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
         raise MedcolorError(f"reformat spacing must be a positive number of mm, got {spacing:g}",
                             where="--reformat-spacing", hint="e.g. --reformat-spacing 1.0")
-    return spacing
+    if planes and multiframe:
+        raise MedcolorError("--multiframe is not available with --reformat", where="--reformat",
+                            hint="drop --multiframe: each plane is written as single-frame SC images")
 
 
 def plane_geometry(source: Geometry, size: Sequence[int], plane: str,

@@ -89,8 +89,16 @@ def test_volume_files_read_with_simpleitk_geometry(tmp_path: Path, suffix: str) 
 
 def test_parse_planes() -> None:
     assert parse_planes(["coronal,sagittal", "coronal", " Axial "]) == ("coronal", "sagittal", "axial")
-    r = runner.invoke(app, ["run", str(CT_DIR), "-o", "unused-out", "--reformat", "coronl"])
-    assert r.exit_code == 2 and "unknown plane 'coronl'" in r.output and not Path("unused-out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--reformat", "coronl"], "unknown plane 'coronl'"),
+    (["--reformat", "coronal", "--reformat-spacing", "0"], "reformat spacing must be a positive number"),
+    (["--reformat", "coronal", "--multiframe"], "--multiframe is not available with --reformat"),
+])
+def test_bad_reformat_options_are_refused_before_work(tmp_path: Path, args: list[str], message: str) -> None:
+    r = runner.invoke(app, ["run", str(CT_DIR), "-o", str(tmp_path / "o"), *args])
+    assert r.exit_code == 2 and message in r.output and not (tmp_path / "o").exists(), r.output
 
 
 def _lps_of_pixel(ds: pydicom.Dataset, r: float, c: float) -> np.ndarray:
@@ -261,3 +269,24 @@ def test_medcolor_reader_affine_of_a_volume_equals_the_dicom_series(tmp_path: Pa
     np.testing.assert_allclose(np.asarray(volume.meta["affine"]), np.asarray(dicom.meta["affine"]), atol=1e-4)
     np.testing.assert_array_equal(np.asarray(volume), np.asarray(dicom))
     assert volume.meta["is_hu"] and volume.meta["modality"] == "CT"
+
+
+def test_nifti_in_nifti_out_every_voxel_stays_where_it_was(tmp_path: Path) -> None:
+    """A RAS-oriented NIfTI (medcolor flips its i and j axes to show it as DICOM does): the RGB NIfTI written
+    back puts each voxel's colour at the source voxel's world position (lightness follows the source value)."""
+    i, j, k = np.meshgrid(np.arange(20), np.arange(16), np.arange(5), indexing="ij")
+    values = (i * 40 + j * 5 + k * 7).astype(np.int16)                  # 0..890, all distinct per (i, j)
+    affine = np.array([[0.8, 0, 0, -10.0], [0, 0.9, 0, 20.0], [0, 0, 2.5, -30.0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(values, affine), tmp_path / "ras.nii.gz")
+    _run(str(tmp_path / "ras.nii.gz"), "-o", str(tmp_path / "out"), "--format", "nifti", "--method", "lut",
+         "--window", "1000,500")
+    out = nib.load(tmp_path / "out" / "S001_OT" / "volume.nii.gz")
+    rgb = np.asarray(out.dataobj)
+    L = lightness(np.stack([rgb["R"], rgb["G"], rgb["B"]], axis=-1).reshape(-1, 1, 3)).reshape(rgb.shape)
+    world = nib.affines.apply_affine(out.affine, np.stack([i, j, k], axis=-1).reshape(-1, 3))
+    src_ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(affine), world)).astype(int)
+    expected = values[src_ijk[:, 0], src_ijk[:, 1], src_ijk[:, 2]].reshape(values.shape)
+    L_expected = window_to_l(torch.from_numpy(expected.astype(np.float32)),
+                             type(PRESETS["lung"])(500.0, 1000.0, units="modality")).numpy()
+    assert np.abs(L - L_expected).max() < 1.0
+    assert not np.allclose(out.affine, affine)  # the axes were flipped, and the affine says so
