@@ -197,6 +197,9 @@ def _colour_planes(series: Series, first_number: int, planes: Sequence[str], opt
                    device: torch.device, colour_series: ColourSeries, sample_slices: Sequence[int],
                    **kwargs: Any) -> tuple[list[SeriesResult], list[FileOutcome]]:
     spacing = options.reformat_spacing
+    # a plane is held in this process's memory: no reader processes (they would not see it, and a slice
+    # read is a copy)
+    options = dataclasses.replace(options, reader_workers=0)
     image = series_image(series, read_slice)
     import SimpleITK as sitk
 
