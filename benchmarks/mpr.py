@@ -76,7 +76,8 @@ def timed_run(series: Path, out: Path, method: str, extra: list[str]) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=SHARED_CT if SHARED_CT.is_dir() else ROOT / "sample_dicom" / "ct_chest")
+    parser.add_argument("--source", type=Path,
+                        default=SHARED_CT if SHARED_CT.is_dir() else ROOT / "sample_dicom" / "ct_chest")
     parser.add_argument("--slices", type=int, default=400)
     parser.add_argument("--method", default="exemplar")
     parser.add_argument("--planes", nargs="+", default=["coronal", "axial,coronal,sagittal"])

@@ -39,8 +39,9 @@ class SliceRef:
 class Series:
     """A group of slices that are coloured together and written as one output series.
 
-    kind: "dicom" | "nifti" | "image" | "volume" (MHA/NRRD, or a reformatted plane held in memory). ``modality`` is the DICOM Modality ("CT", "MR", "DX", "CR",
-    "OT" for plain images). ``is_hu`` is True when the modality-LUT output is in Hounsfield units.
+    kind: "dicom" | "nifti" | "image" | "volume" (MHA/NRRD, or a reformatted plane held in memory).
+    ``modality`` is the DICOM Modality ("CT", "MR", "DX", "CR", "OT" for plain images). ``is_hu`` is True
+    when the modality-LUT output is in Hounsfield units.
     ``file_windows`` holds the file's VOI windows as (center, width) pairs, in modality-LUT units, in the
     file's order (empty when it has none). ``photometric`` is "MONOCHROME1" or "MONOCHROME2".
     ``bits`` is BitsStored (8 for 8-bit plain images). ``warnings`` are messages for the report and log
