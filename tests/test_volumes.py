@@ -175,6 +175,8 @@ def test_rgb_volume_keeps_the_source_geometry(tmp_path: Path, fmt: str) -> None:
     L = lightness(sitk.GetArrayFromImage(rgb).reshape(-1, 64, 3)).reshape(10, 64, 64)
     hu = sitk.GetArrayFromImage(image)
     assert (L[hu == SPHERE] > 99).all() and (L[hu == AIR] < 1).all()
+    if fmt == "nrrd":  # NRRD's kind for true colour, which Slicer shows as RGB
+        assert b"\nkinds: RGB-color domain domain domain\n" in path.read_bytes()[:2000]
     if fmt == "nifti":
         img = nib.load(path)
         assert img.header["datatype"] == 128  # RGB24

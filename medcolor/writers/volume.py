@@ -100,7 +100,18 @@ class VolumeWriter(SeriesFiles):
             staged.unlink(missing_ok=True)
             raise MedcolorError(f"cannot write the volume ({' '.join(str(exc).split())[:160]})",
                                 where=self.directory, hint="check the output folder") from None
+        if self.fmt == "nrrd":  # say the 3 components are RGB (NRRD kind "RGB-color"), not a plain vector
+            _nrrd_rgb_kind(staged)
         staged.replace(tmp)
 
     def _release(self) -> None:
         self._rgb = None
+
+
+def _nrrd_rgb_kind(path: Path) -> None:
+    """Rewrite an attached-data NRRD header's ``kinds: vector ...`` as ``kinds: RGB-color ...`` (NRRD
+    format 4: the 3-component kind for RGB colour, which 3D Slicer shows in true colour)."""
+    data = path.read_bytes()
+    end = data.index(b"\n\n") + 2                      # the header ends at the first blank line
+    header = data[:end].replace(b"\nkinds: vector ", b"\nkinds: RGB-color ", 1)
+    path.write_bytes(header + data[end:])
