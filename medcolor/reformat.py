@@ -207,8 +207,7 @@ def _colour_planes(series: Series, first_number: int, planes: Sequence[str], opt
     sample = np.ascontiguousarray(volume[list(sample_slices)])
     window = resolve_window(options.window, series, sample)
     integral = bool(np.array_equal(sample, np.round(sample)))
-    if window.name.startswith("percentile") or options.window is None and not series.is_hu \
-            and not series.file_windows:  # a window from the values: pinned so every plane uses it
+    if window.name.startswith("percentile"):  # a window from the source's values: pinned for every plane
         options = dataclasses.replace(options, window=f"{window.width!r},{window.center!r}")
     invert = series.photometric == "MONOCHROME1"
     ctx = SeriesContext(modality=series.modality, window=window, is_hu=series.is_hu, n_slices=len(series.slices),
