@@ -79,7 +79,7 @@ class ColourArgs:
                                "file's window, else the modality's default.")] = None
     device: Annotated[str, typer.Option(
         "--device", help="auto | cpu | cuda | cuda:N (fails if CUDA is asked for and absent).")] = "auto"
-    fmt: Annotated[str, typer.Option("--format", "-f", help="dicom | png | tiff | both (dicom + png).")] = "dicom"
+    fmt: Annotated[str, typer.Option("--format", "-f", help="dicom | png | tiff | both (dicom + png) | nifti | nrrd | mha (one RGB volume a series).")] = "dicom"
     multiframe: Annotated[bool, typer.Option(
         "--multiframe", help="Write one Multi-frame True Color SC per series.")] = False
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Slices per batch through the backend.")] = 8

@@ -113,10 +113,14 @@ def run(
     workers: int = typer.Option(1, "--reader-workers", help="Reader processes feeding the backend (0 = read in the main process)."),
     no_l_lock: bool = typer.Option(False, "--no-l-lock", help="cyclegan only: write G_color's raw RGB (its own L; the report shows the ΔL it caused) instead of its chroma on the source L."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the series found and what would be written; write nothing."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Modality of NIfTI/MHA/NRRD/image inputs, e.g. CT (values are Hounsfield units: the CT presets apply). DICOM keeps its own."),
+    reformat: Optional[List[str]] = typer.Option(None, "--reformat", help="Write multi-planar reformats instead of the stored slices: axial, coronal, sagittal (repeat or comma list); one derived series per plane."),
+    reformat_spacing: Optional[float] = typer.Option(None, "--reformat-spacing", help="In-plane spacing of --reformat planes in mm (default: the source's finest spacing)."),
 ) -> None:
     """Colourise the series found in INPUTS and write Secondary Capture (and/or PNG) with report.json/.html."""
     def go() -> int:
-        opts = colour.run_options(output, overwrite, {"l_lock": False} if no_l_lock else None, reader_workers=workers)
+        opts = colour.run_options(output, overwrite, {"l_lock": False} if no_l_lock else None, reader_workers=workers,
+                                  modality=modality, reformat=tuple(reformat or ()), reformat_spacing=reformat_spacing)
         return _run(inputs, opts, send=colour.send, dry_run=dry_run)
 
     guard(go, output, "rerun with --overwrite to redo it, or choose another -o")

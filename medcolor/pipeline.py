@@ -38,13 +38,14 @@ from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.colorizers.base import Colorizer, texture_level
 from medcolor.errors import MedcolorError, environment_fault
-from medcolor.io import SliceItems, read_image_rgb, read_item, read_slice, scan
+from medcolor.io import (SliceItems, check_modality, hounsfield_note, read_image_rgb, read_item, read_slice, scan,
+                         set_modality)
 from medcolor.metrics import lightness, measure_slice
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
 from medcolor.types import Derivation, FileOutcome, RunResult, Series, SeriesContext, SeriesResult, Window
 from medcolor.windowing import resolve_window, window_to_l
-from medcolor.writers import get_writers
+from medcolor.writers import FORMATS, get_writers
 
 __all__ = ["RunOptions", "RunResult", "SeriesResult", "run", "colour_series", "build_colorizer", "FORMATS",
            "DEFAULT_REFERENCE"]
@@ -52,7 +53,6 @@ __all__ = ["RunOptions", "RunResult", "SeriesResult", "run", "colour_series", "b
 log = logging.getLogger("medcolor")
 
 DEFAULT_REFERENCE = Path(__file__).parent / "data" / "beef_marbled.jpg"
-FORMATS = ("dicom", "png", "tiff", "both")
 
 ProgressCallback = Callable[..., None]
 
@@ -80,6 +80,9 @@ class RunOptions:
     backend_options: dict[str, Any] = field(default_factory=dict)
     tissue_map: Path | None = None      # exemplar tissue/gram: JSON class -> population overrides
     vgg19_weights: Path | None = None   # exemplar gram: local torchvision VGG-19 state dict
+    modality: str | None = None         # --modality for NIfTI / volume / image inputs (CT: values are HU)
+    reformat: tuple[str, ...] = ()      # --reformat planes (medcolor.reformat); empty: the slices as stored
+    reformat_spacing: float | None = None  # --reformat-spacing, mm in-plane
 
 
 def _noop(*_: Any, **__: Any) -> None:
@@ -118,6 +121,10 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
                             hint=f"use one of {', '.join(FORMATS)}")
     if options.batch_size < 1:
         raise MedcolorError("batch size must be at least 1", where="--batch-size")
+    from medcolor import reformat
+
+    modality, planes = check_modality(options.modality), reformat.parse_planes(options.reformat)
+    reformat.check_options(planes, options.reformat_spacing, options.multiframe)
     device = resolve_device(options.device)
     colorizer = build_colorizer(options, device)
     t0 = time.perf_counter()
@@ -130,11 +137,22 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
              seconds=time.perf_counter() - t0)
     results: list[SeriesResult] = []
     uid_map: dict[str, str] = {}
-    for number, series in enumerate(found.series, start=1):
-        result, series_outcomes = colour_series(series, number, options, colorizer, device, out_dir, redactor,
-                                                uid_map, progress)
+    number = 1
+    for series in found.series:
+        note = set_modality(series, modality)
+        series.warnings.extend([note] if note else [])
+        if planes:
+            done, series_outcomes = reformat.colour_planes(
+                series, number, planes, options, colorizer, device, colour_series,
+                _sample_indices(len(series.slices), options.sample_slices), out_dir=out_dir, redactor=redactor,
+                uid_map=uid_map, progress=progress)
+        else:
+            result, series_outcomes = colour_series(series, number, options, colorizer, device, out_dir, redactor,
+                                                    uid_map, progress)
+            done = [result]
         outcomes.extend(series_outcomes)
-        results.append(result)
+        results.extend(done)
+        number += len(done)
     run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
     run_result.report_path = write_report(out_dir, run_result, options, redactor,
                                           seconds=time.perf_counter() - t0)
@@ -331,6 +349,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
     t_start = time.perf_counter()
     sample = _read_sample(series, options.sample_slices, slice_status)
     window = resolve_window(options.window, series, sample)
+    result.warnings.extend(note for note in [hounsfield_note(series, sample)] if note)
     invert = series.photometric == "MONOCHROME1"
     result.window = window.describe()
     sample_l = window_to_l(torch.from_numpy(sample).to(device).unsqueeze(1), window, invert=invert)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-InputKind = Literal["dicom", "nifti", "image"]
+InputKind = Literal["dicom", "nifti", "image", "volume"]
 
 
 @dataclass(eq=False)
@@ -39,8 +39,9 @@ class SliceRef:
 class Series:
     """A group of slices that are coloured together and written as one output series.
 
-    kind: "dicom" | "nifti" | "image". ``modality`` is the DICOM Modality ("CT", "MR", "DX", "CR",
-    "OT" for plain images). ``is_hu`` is True when the modality-LUT output is in Hounsfield units.
+    kind: "dicom" | "nifti" | "image" | "volume" (MHA/NRRD, or a reformatted plane held in memory).
+    ``modality`` is the DICOM Modality ("CT", "MR", "DX", "CR", "OT" for plain images). ``is_hu`` is True
+    when the modality-LUT output is in Hounsfield units.
     ``file_windows`` holds the file's VOI windows as (center, width) pairs, in modality-LUT units, in the
     file's order (empty when it has none). ``photometric`` is "MONOCHROME1" or "MONOCHROME2".
     ``bits`` is BitsStored (8 for 8-bit plain images). ``warnings`` are messages for the report and log
@@ -61,6 +62,7 @@ class Series:
     pixel_spacing: tuple[float, float] | None = None
     warnings: list[str] = field(default_factory=list)
     source_label: str = ""  # a path to show the user (folder or file); not patient data
+    derived_from: list[SliceRef] = field(default_factory=list)  # a reformatted plane: every source slice
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,6 @@ NOT_IMPORTED = {
     "pylibjpeg-rle": "RLE decoder plug-in of pydicom",
     "pyjpegls": "JPEG-LS decoder plug-in of pydicom",
     "python-gdcm": "JPEG / JPEG-LS / JPEG 2000 decoder plug-in of pydicom",
-    "SimpleITK": "kept for volume I/O (issue 18)",
 }
 IMPORT_NAMES = {"scikit-image": "skimage", "opencv-python-headless": "cv2", "Pillow": "PIL",
                 "dask": "distributed", "dicomweb-client": "dicomweb_client"}

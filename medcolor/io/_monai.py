@@ -23,6 +23,7 @@ from medcolor.io._dicom import frame_orientation, sniff_dicom
 from medcolor.io._images import IMAGE_SUFFIXES
 from medcolor.io._nifti import is_nifti
 from medcolor.io._scan import read_item, read_slice, scan
+from medcolor.io._volume import check_modality, is_volume, series_geometry, set_modality
 from medcolor.types import Series
 
 log = logging.getLogger("medcolor.io")
@@ -52,6 +53,17 @@ def _affine(series: Series) -> np.ndarray:
     return aff
 
 
+def _geometry_affine(series: Series) -> np.ndarray:
+    """The (slice, row, col) -> LPS affine of a NIfTI or volume series (identity for a plain image)."""
+    if series.kind not in ("nifti", "volume"):
+        return np.eye(4)
+    g = series_geometry(series)
+    aff = np.eye(4)
+    aff[:3, :3] = (g.matrix * np.asarray(g.spacing))[:, ::-1]   # columns: slice, row, col
+    aff[:3, 3] = g.origin
+    return aff
+
+
 class _Loaded:
     """What ``MedcolorReader.read`` returns: the chosen series and the scan context."""
 
@@ -62,20 +74,22 @@ class _Loaded:
 class MedcolorReader(ImageReader):
     """``monai.transforms.LoadImage(reader=MedcolorReader(), image_only=True)(path)``.
 
-    ``path``: a DICOM file or series folder, a NIfTI file or a PNG/JPEG/TIFF. Returns float32
+    ``path``: a DICOM file or series folder, a NIfTI, MHA/MHD or NRRD file, or a PNG/JPEG/TIFF.
+    ``modality``: the modality of a non-DICOM input (``"CT"``: its values are HU), as ``--modality``. Returns float32
     modality values with axes [slices, rows, cols] ([rows, cols] for one slice); see the module
     docstring for the meta keys. ``series_index`` picks a series other than the largest.
     """
 
-    def __init__(self, series_index: int | None = None) -> None:
+    def __init__(self, series_index: int | None = None, modality: str | None = None) -> None:
         super().__init__()
         self.series_index = series_index
+        self.modality = check_modality(modality)
 
     def verify_suffix(self, filename: Sequence[os.PathLike | str] | os.PathLike | str) -> bool:
         names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
         for name in names:
             p = Path(name)
-            if p.is_dir() or is_nifti(p) or p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",):
+            if p.is_dir() or is_nifti(p) or is_volume(p) or p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",):
                 continue
             try:
                 with open(p, "rb") as f:
@@ -99,6 +113,7 @@ class MedcolorReader(ImageReader):
             raise MedcolorError(f"series_index {idx} out of range ({len(result.series)} series found)",
                                 where=source)
         chosen = result.series[idx]
+        set_modality(chosen, self.modality)
         note = ""
         if len(result.series) > 1:
             note = (f"input holds {len(result.series)} series; returned series {idx} "
@@ -112,7 +127,7 @@ class MedcolorReader(ImageReader):
         arr = np.stack([read_slice(ref, s) for ref in s.slices], axis=0)
         if arr.shape[0] == 1:
             arr = arr[0]
-        affine = _affine(s) if s.kind == "dicom" else np.eye(4)
+        affine = _affine(s) if s.kind == "dicom" else _geometry_affine(s)
         if arr.ndim == 2:  # drop the slice axis from the affine
             affine = np.delete(np.delete(affine, 0, axis=0), 0, axis=1)
         meta: dict[str, Any] = {

@@ -10,18 +10,15 @@ warning. Values are nibabel's scaled data (scl_slope/scl_inter applied) as float
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from medcolor.errors import MedcolorError
+from medcolor.io._cache import VolumeCache
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_CACHE: "OrderedDict[tuple[str, float], object]" = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 2
+_CACHE = VolumeCache(2)
 
 
 def is_nifti(path: Path) -> bool:
@@ -81,14 +78,9 @@ def nifti_info(path: Path) -> dict:
     }
 
 
-def _volume(path: Path):  # noqa: ANN202
-    """Cached per process: the nibabel image (.nii: memory-mapped proxy) or, for .nii.gz, the decoded
-    data array (gzip cannot seek cheaply, so reading slice by slice would decompress it n times)."""
-    key = (str(path), path.stat().st_mtime)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+def _decoded(path: Path):  # noqa: ANN202
+    """The nibabel image (.nii: memory-mapped proxy) or, for .nii.gz, the decoded data array (gzip cannot
+    seek cheaply, so reading slice by slice would decompress it n times), with the flips."""
     img = _load(path)
     if path.name.lower().endswith(".gz"):
         try:
@@ -96,14 +88,13 @@ def _volume(path: Path):  # noqa: ANN202
         except Exception as exc:
             raise MedcolorError(f"cannot decode NIfTI voxels ({' '.join(str(exc).split())[:160]})",
                                 where=path, hint="the file is truncated or corrupt") from None
-        value = (obj, _flips(img))
-    else:
-        value = (img.dataobj, _flips(img))
-    with _CACHE_LOCK:
-        _CACHE[key] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return value
+        return obj, _flips(img)
+    return img.dataobj, _flips(img)
+
+
+def _volume(path: Path):  # noqa: ANN202
+    """``_decoded(path)``, cached per process."""
+    return _CACHE.get(path, _decoded)
 
 
 def read_nifti_slice(path: Path, k: int) -> np.ndarray:
@@ -127,3 +118,18 @@ def read_nifti_slice(path: Path, k: int) -> np.ndarray:
     if flip_j:
         sl = sl[:, ::-1]
     return np.ascontiguousarray(sl.T, dtype=np.float32)
+
+
+def nifti_geometry(path: Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(origin, spacing, direction row-major) in LPS mm of the grid ``read_nifti_slice`` presents: column c,
+    row r, slice k (the voxel axes i, j after the flips above), from nibabel's affine."""
+    img = _load(path)
+    shape = tuple(int(s) for s in img.shape) + (1,) * max(0, 3 - len(img.shape))
+    flip_i, flip_j = _flips(img)
+    lps = np.diag([-1.0, -1.0, 1.0]) @ img.affine[:3, :]
+    axes = lps[:, :3] * np.array([-1.0 if flip_i else 1.0, -1.0 if flip_j else 1.0, 1.0])
+    corner = np.array([shape[0] - 1 if flip_i else 0, shape[1] - 1 if flip_j else 0, 0, 1.0])
+    spacing = np.linalg.norm(axes, axis=0)
+    direction = axes / np.where(spacing > 0, spacing, 1.0)
+    return (tuple(float(v) for v in lps @ corner), tuple(float(v) for v in spacing),
+            tuple(float(v) for v in direction.reshape(-1)))

@@ -16,6 +16,7 @@ import medcolor.io._decode as _decode
 import medcolor.io._dicom as _dicom
 import medcolor.io._images as _images
 import medcolor.io._nifti as _nifti
+import medcolor.io._volume as _volume
 from medcolor.errors import MedcolorError, SkipInput
 from medcolor.types import FileOutcome, Series, SliceRef
 
@@ -263,7 +264,7 @@ def _image_series(path: Path) -> Series:
 
 
 def _sniff_kind(path: Path) -> tuple[str, str | None]:
-    """("dicom", "part10"|"raw") | ("nifti", None) | ("image", None) | ("none", reason)."""
+    """("dicom", "part10"|"raw") | ("nifti" | "volume" | "image", None) | ("none", reason)."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -276,6 +277,8 @@ def _sniff_kind(path: Path) -> tuple[str, str | None]:
         return "dicom", kind
     if _nifti.is_nifti(path):
         return "nifti", None
+    if _volume.is_volume(path):
+        return "volume", None
     if path.suffix.lower() in _images.IMAGE_SUFFIXES:
         return "image", None
     if kind == "raw":
@@ -310,6 +313,8 @@ def _classify(order: int, path: Path) -> tuple[list[_Candidate], Series | None, 
             return _dicom_candidates(path, extra or "part10", order), None, None
         if kind == "nifti":
             return [], _nifti_series(path), None
+        if kind == "volume":
+            return [], _volume.volume_series(path), None
         if kind == "image":
             return [], _image_series(path), None
         if kind == "error":
@@ -373,6 +378,8 @@ def read_slice(ref: SliceRef, series: Series) -> np.ndarray:
         return _nifti.read_nifti_slice(path, ref.frame or 0)
     if series.kind == "image":
         return _images.read_image_gray(path, ref.frame)
+    if series.kind == "volume":
+        return _volume.read_volume_slice(path, ref.frame or 0)
     ds, offset = ref.dataset, ref.pixel_offset
     if ds is None:  # a SliceRef made elsewhere, without its header
         kind, extra = _sniff_kind(path)

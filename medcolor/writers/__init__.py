@@ -1,7 +1,7 @@
-"""Writers of colourised slices: RGB Secondary Capture DICOM (single- or multi-frame), PNG, TIFF.
+"""Writers of colourised slices: RGB Secondary Capture DICOM (single- or multi-frame), PNG, TIFF, RGB volumes.
 
 Modules: ``sc_iod`` (what an RGB SC instance contains), ``deidentify`` (PS3.15 basic profile),
-``dicom_sc`` (SC files), ``image`` (PNG/TIFF files), ``_files`` (names, atomic publishing),
+``dicom_sc`` (SC files), ``image`` (PNG/TIFF files), ``volume`` (RGB NIfTI, NRRD, MHA), ``_files`` (names, atomic publishing),
 ``_source`` (tolerant reading of the source header).
 
 Every writer has the same interface: ``write(index, ref, rgb) -> Path | None``, ``close() ->
@@ -20,6 +20,7 @@ from medcolor.types import Derivation, Series, SliceRef
 from medcolor.writers.deidentify import Deidentifier
 from medcolor.writers.dicom_sc import SecondaryCaptureWriter
 from medcolor.writers.image import ImageWriter
+from medcolor.writers.volume import VOLUME_FORMATS, VolumeWriter
 from medcolor.writers.sc_iod import (
     IMPLEMENTATION_CLASS_UID,
     MF_TRUE_COLOR_SC_IMAGE_STORAGE,
@@ -34,17 +35,20 @@ __all__ = [
     "MF_TRUE_COLOR_SC_IMAGE_STORAGE",
     "SC_IMAGE_STORAGE",
     "Deidentifier",
+    "FORMATS",
     "ImageWriter",
     "OutputFormat",
     "RGBSecondaryCapture",
     "SecondaryCaptureWriter",
     "SliceWriter",
+    "VolumeWriter",
     "get_writers",
     "patient_orientation",
     "series_description",
 ]
 
-OutputFormat = Literal["dicom", "png", "tiff", "both"]
+OutputFormat = Literal["dicom", "png", "tiff", "both", "nifti", "nrrd", "mha"]
+FORMATS: tuple[str, ...] = ("dicom", "png", "tiff", "both", *VOLUME_FORMATS)  # the one list of --format values
 
 
 class SliceWriter(Protocol):
@@ -60,10 +64,10 @@ class SliceWriter(Protocol):
 def get_writers(fmt: OutputFormat, out_dir: Path, series: Series, derivation: Derivation,
                 series_number: int, *, multiframe: bool = False, overwrite: bool = False,
                 deidentify: bool = False, uid_map: dict[str, str] | None = None) -> list[SliceWriter]:
-    """The writers for one series: "dicom" (SC), "png", "tiff", or "both" (SC + PNG)."""
-    if fmt not in ("dicom", "png", "tiff", "both"):
-        raise MedcolorError(f"unknown output format {fmt!r}", where="--format",
-                            hint="use dicom, png, tiff or both")
+    """The writers for one series: "dicom" (SC), "png", "tiff", "both" (SC + PNG), or one RGB volume file
+    ("nifti", "nrrd", "mha")."""
+    if fmt not in FORMATS:
+        raise MedcolorError(f"unknown output format {fmt!r}", where="--format", hint=f"use {', '.join(FORMATS)}")
     writers: list[SliceWriter] = []
     if fmt in ("dicom", "both"):
         writers.append(SecondaryCaptureWriter(out_dir, series, derivation, series_number,
@@ -72,4 +76,7 @@ def get_writers(fmt: OutputFormat, out_dir: Path, series: Series, derivation: De
     if fmt in ("png", "tiff", "both"):
         writers.append(ImageWriter(out_dir, series, series_number, fmt="tiff" if fmt == "tiff" else "png",
                                    overwrite=overwrite, derivation=derivation))
+    if fmt in VOLUME_FORMATS:
+        writers.append(VolumeWriter(out_dir, series, series_number, fmt=fmt, overwrite=overwrite,  # type: ignore[arg-type]
+                                    derivation=derivation))
     return writers

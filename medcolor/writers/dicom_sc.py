@@ -55,8 +55,8 @@ class SecondaryCaptureWriter(SeriesFiles):
         self.deidentify = deidentify
         self.series_instance_uid = generate_uid()
         self._deidentifier = Deidentifier(uid_map) if deidentify else None
-        is_dicom = series.kind == "dicom"
         first = series.slices[0] if series.slices else None
+        is_dicom = first is not None and first.dataset is not None  # DICOM, or a plane reformatted from DICOM
         self.template = RGBSecondaryCapture.from_reference(
             first.dataset if (is_dicom and first is not None) else None,
             rows=series.rows, columns=series.columns, derivation=derivation, series_number=series_number,
@@ -67,7 +67,9 @@ class SecondaryCaptureWriter(SeriesFiles):
             burned_in_annotation=is_dicom and any(says_yes(r.dataset, "BurnedInAnnotation") for r in series.slices),
             deidentifier=self._deidentifier,
             where=first.path if first is not None else (series.source_label or None))
-        for ref in series.slices:  # a source that cannot be referenced fails now, not after the compute
+        if series.derived_from and first is not None and "ImageOrientationPatient" in first.dataset:
+            self.template.dataset.ImageOrientationPatient = first.dataset.ImageOrientationPatient  # the plane's
+        for ref in series.derived_from or series.slices:  # a source that cannot be referenced fails now
             self.template.source_values(ref)
         # multi-frame: frames spooled to a hidden file at their slice index; index -> source
         self._frames: dict[int, SliceRef] = {}
@@ -95,7 +97,10 @@ class SecondaryCaptureWriter(SeriesFiles):
             return None
         final = self.directory / f"IM{index + 1:05d}.dcm"  # a counter name inside the checked folder
         content = datetime.now().astimezone() if self._deidentifier is None else None
-        self.template.instance(sop_instance_uid=generate_uid(), instance_number=index + 1, sources=[ref],
+        if self.series.derived_from and ref.position is not None:  # a reformatted plane: where this slice is
+            self.template.dataset.ImagePositionPatient = [round(float(v), 4) for v in ref.position]
+        self.template.instance(sop_instance_uid=generate_uid(), instance_number=index + 1,
+                               sources=self.series.derived_from or [ref],
                                content=content, pixel_data=np.ascontiguousarray(rgb).tobytes())
         self._write_file(final)
         self._written[index] = final

@@ -30,9 +30,11 @@ import numpy as np
 from pydicom import config as pydicom_config
 from pydicom import dcmread, dcmwrite
 from pydicom import uid as dicom_uid
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.tag import Tag
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat, validate_value
@@ -79,6 +81,7 @@ _RGB8 = {"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfig
 # a referenced UID is copied verbatim (it must match its source), so only its repertoire and length
 # are required: real archives hold UIDs with leading-zero components that still identify the source
 _REFERENCE_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_SOURCE_IMAGE_SEQUENCE = 0x00082112
 
 # BodyPartExamined values of unpaired structures (PS3.16 Annex L, as dciodvfy applies it): Laterality
 # (Type 2C) must then be absent. For any other or unknown body part it is present, empty if unknown.
@@ -161,6 +164,7 @@ class RGBSecondaryCapture:
         self.orientation = orientation
         self.where = where
         self.frame_shape = (int(dataset.Rows), int(dataset.Columns), 3)
+        self._shared_sources: tuple[tuple[int, ...], RawDataElement] | None = None
         self.validate()
         self.dataset = _as_read_back(dataset)
 
@@ -348,6 +352,29 @@ class RGBSecondaryCapture:
             item.ReferencedFrameNumber = frame
         return item
 
+    def _set_sources(self, ds: Dataset, sources: Sequence[SliceRef]) -> None:
+        """SourceImageSequence for ``sources``. A long list repeated instance after instance (every image of a
+        reformatted plane names every source image) is encoded once and then written as those bytes."""
+        key = tuple(id(ref) for ref in sources)
+        if self._shared_sources is not None and self._shared_sources[0] == key:
+            ds[_SOURCE_IMAGE_SEQUENCE] = self._shared_sources[1]
+            return
+        items = [item for item in (self.source_item(ref) for ref in sources) if item is not None]
+        if items:
+            ds.SourceImageSequence = DicomSequence(items)
+        elif "SourceImageSequence" in ds:
+            del ds.SourceImageSequence
+        if len(items) > 8 and not self.multiframe:
+            buffer = DicomBytesIO()
+            buffer.is_little_endian, buffer.is_implicit_VR = True, False
+            write_data_element(buffer, ds["SourceImageSequence"])
+            value = buffer.getvalue()[12:]  # after tag, VR, reserved and the 4-byte length
+            length = int.from_bytes(buffer.getvalue()[8:12], "little")
+            if length == 0xFFFFFFFF:
+                value = value[:-8]  # the writer adds the sequence delimiter again
+            raw = RawDataElement(Tag(_SOURCE_IMAGE_SEQUENCE), "SQ", length, value, 0, False, True)
+            self._shared_sources = (key, raw)
+
     def instance(self, *, sop_instance_uid: str, instance_number: int, sources: Sequence[SliceRef],
                  content: datetime | None = None, pixel_data: bytes | BufferedIOBase | None = None) -> Dataset:
         """Fill the per-instance attributes and return the (shared, mutated) Dataset.
@@ -367,11 +394,7 @@ class RGBSecondaryCapture:
         ds.InstanceNumber = instance_number
         if content is not None and self.deidentifier is None:
             ds.ContentDate, ds.ContentTime = content.strftime("%Y%m%d"), content.strftime("%H%M%S.%f")
-        items = [item for item in (self.source_item(ref) for ref in sources) if item is not None]
-        if items:
-            ds.SourceImageSequence = DicomSequence(items)
-        elif "SourceImageSequence" in ds:
-            del ds.SourceImageSequence
+        self._set_sources(ds, sources)
         if self.multiframe:
             self._set_frames(ds, sources)
         if pixel_data is not None:
