@@ -1,9 +1,13 @@
 """Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
 usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|cyclegan-meat]
-                                          [--retina-minutes 10] [--cyclegan-minutes 15]
+                                          [--retina-minutes 10 | --retina-steps 900] [--chroma-gain 0.96]
+                                          [--cyclegan-minutes 15]
 
-* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
+* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14, with the inference
+  chroma gain ``--chroma-gain`` (chosen by ``benchmarks/retina_shift.py --gains ... --max-drop D``: paler
+  cameras, docs/cnn.md "Camera shift"); ``--retina-steps`` trains a fixed step count (repeatable) instead
+  of the time budget.
 * ``cyclegan-meat`` (``--method cyclegan --model meat``, the cyclegan default): gray side = the shared
   30-slice chest CT windowed 1500,-600 (lung), colour side = the three pure-meat crops of the Meat Cut
   (BEEF) collage (beef_lean_bright, beef_lean_dark, beef_marbled; the collage itself has a text banner and
@@ -59,18 +63,21 @@ def _progress(name: str):
     return f
 
 
-def ship(name: str, data: Path, val: Path | None, minutes: float, extra: dict, size: int = 128) -> dict:
+def ship(name: str, data: Path, val: Path | None, minutes: float | None, extra: dict, size: int = 128,
+         steps: int | None = None, chroma_gain: float = 1.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / f"{name}-train.pt"
         t0 = time.time()
-        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, seed=0, size=size,
-                                val_every=100, checkpoint_every=0, name=name), _progress(name))
+        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=None if steps else minutes, steps=steps,
+                                seed=0, size=size, val_every=100, checkpoint_every=0, name=name,
+                                chroma_gain=chroma_gain), _progress(name))
         dst = MODELS_DIR / f"{name}.pt"
         manifest = export_inference(full, dst, dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2)))
     print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
     return {"file": dst.name, "sha256": _sha(dst), "weights_sha256": manifest["weights_sha256"],
             "size_bytes": dst.stat().st_size, "architecture": manifest["architecture"],
-            "model_size": manifest["model_size"], "steps": manifest["steps"], "training_data": manifest["training_data"],
+            "model_size": manifest["model_size"], "chroma_gain": manifest["chroma_gain"], "steps": manifest["steps"],
+            "training_data": manifest["training_data"],
             "validation": manifest["validation"], "licence": extra["licence"], "attribution": extra["attribution"],
             "description": extra["description"], "train_minutes": manifest["train_minutes"]}
 
@@ -123,6 +130,8 @@ def main() -> None:
     ap.add_argument("--only", choices=("retina", "cyclegan-meat"))
     ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
     ap.add_argument("--retina-minutes", type=float, default=10.0)
+    ap.add_argument("--retina-steps", type=int, help="train retina for this many steps (no time budget)")
+    ap.add_argument("--chroma-gain", type=float, default=1.0, help="retina's inference chroma gain")
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     mf = MODELS_DIR / "manifest.json"
@@ -133,7 +142,8 @@ def main() -> None:
                                        a.retina_minutes,
                                        {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
                                         "description": "colour fundus photographs (CHASE_DB1 01-07)",
-                                        "validation_data": "CHASE_DB1 test images 08-14"})
+                                        "validation_data": "CHASE_DB1 test images 08-14"},
+                                       steps=a.retina_steps, chroma_gain=a.chroma_gain)
     if a.only in (None, "cyclegan-meat"):
         with tempfile.TemporaryDirectory() as tmp:
             crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")

@@ -124,3 +124,48 @@ def test_cli_train_and_bad_input(crops: Path, tmp_path: Path) -> None:
     empty.mkdir()
     res = CliRunner().invoke(app, ["train", "--data", str(empty), "-o", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "no colour images" in res.output
+
+
+def test_chroma_gain_is_stored_and_scales_the_predicted_ab(crops: Path, tmp_path: Path) -> None:
+    """``--chroma-gain G``: recorded in the manifest, the loss untouched (the same weights as G = 1), the
+    backend's a,b (and the validation) those of G = 1 times G."""
+    from medcolor.colorizers import get_colorizer
+
+    one = train(tiny_config(crops, tmp_path / "one.pt", steps=3))
+    half = train(tiny_config(crops, tmp_path / "half.pt", steps=3, chroma_gain=0.5))
+    m1, m2 = load_checkpoint(tmp_path / "one.pt")[0], load_checkpoint(tmp_path / "half.pt")[0]
+    assert m1["chroma_gain"] == 1.0 and m2["chroma_gain"] == 0.5
+    assert m1["weights_sha256"] == m2["weights_sha256"]
+    assert one["validation"]["psnr"] != half["validation"]["psnr"]
+    L = torch.linspace(5, 95, 40 * 36).reshape(1, 1, 40, 36)
+    ab1 = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "one.pt")).colorize(L)
+    col = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "half.pt"))
+    assert ab1.abs().max() > 1 and torch.allclose(col.colorize(L), 0.5 * ab1, atol=1e-4)
+    assert col.provenance()["parameters"]["chroma_gain"] == 0.5
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.5", "2.5", "nan", "abc"])
+def test_cli_bad_chroma_gain_is_rc2_before_any_work(crops: Path, tmp_path: Path, bad: str) -> None:
+    from typer.testing import CliRunner
+
+    from medcolor.cli.app import app
+
+    out = tmp_path / "g.pt"
+    res = CliRunner().invoke(app, ["train", "--data", str(crops), "-o", str(out), "--steps", "2", "--size", "32",
+                                   "--chroma-gain", bad])
+    assert res.exit_code == 2 and "--chroma-gain" in res.output and "Traceback" not in res.output, res.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_with_a_bad_chroma_gain_is_refused(crops: Path, tmp_path: Path) -> None:
+    from medcolor.colorizers import get_colorizer
+    from medcolor.train.checkpoint import export_inference
+
+    train(tiny_config(crops, tmp_path / "t.pt", steps=2))
+    export_inference(tmp_path / "t.pt", tmp_path / "neg.pt", {"chroma_gain": -1})
+    with pytest.raises(MedcolorError, match="neg.pt.*chroma gain|chroma gain.*neg.pt"):
+        load_model_options(tmp_path / "neg.pt")
+    options = load_model_options(tmp_path / "t.pt")   # an API caller's manifest: checked by the backend
+    options["manifest"]["chroma_gain"] = 0
+    with pytest.raises(MedcolorError, match="chroma gain"):
+        get_colorizer("cnn", device="cpu", **options)

@@ -31,8 +31,8 @@ import torch
 from medcolor.errors import MedcolorError
 from medcolor.nets import cyclegan, fusion, inception_resnet_unet, tutorial, unet
 
-__all__ = ["ARCHITECTURES", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network", "default_model",
-           "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
+__all__ = ["ARCHITECTURES", "CHROMA_GAIN_MAX", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network",
+           "check_chroma_gain", "chroma_gain", "default_model", "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
            "shipped_names", "state_sha256"]
 
 FORMAT = "medcolor-cnn/1"
@@ -45,6 +45,27 @@ ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
     cyclegan.ARCH: cyclegan.ColorGenerator}
 METHOD_ARCH: dict[str, tuple[str, ...]] = {
     "cnn": (unet.ARCH, fusion.ARCH, inception_resnet_unet.ARCH, tutorial.ARCH), "cyclegan": (cyclegan.ARCH,)}
+
+
+CHROMA_GAIN_MAX = 2.0
+
+
+def check_chroma_gain(gain: Any, where: str | Path = "--chroma-gain") -> float:
+    """``gain`` as a float in (0, CHROMA_GAIN_MAX]; one-line MedcolorError otherwise."""
+    try:
+        g = float(gain)
+    except (TypeError, ValueError):
+        g = float("nan")
+    if not 0.0 < g <= CHROMA_GAIN_MAX:  # also refuses NaN
+        raise MedcolorError(f"chroma gain must be a number in (0, {CHROMA_GAIN_MAX:g}], not {gain!r}", where=where,
+                            hint="1 keeps the predicted chroma; below 1 makes it paler (docs/cnn.md, Camera shift)")
+    return g
+
+
+def chroma_gain(manifest: dict[str, Any], where: str | Path = "--model") -> float:
+    """The inference-time chroma gain of a cnn checkpoint (``manifest["chroma_gain"]``, 1 when absent):
+    the backend multiplies its predicted a,b by it."""
+    return check_chroma_gain(manifest.get("chroma_gain", 1.0), where)
 
 
 def build_network(arch: str, args: dict[str, Any]) -> torch.nn.Module:
@@ -94,6 +115,7 @@ def load_checkpoint(path: str | Path, with_training_state: bool = False
     if state_sha256(state) != manifest.get("weights_sha256"):
         raise MedcolorError("weights sha256 does not match the manifest (file modified or damaged)", where=p,
                             hint="re-download or retrain the model; do not edit checkpoints by hand")
+    chroma_gain(manifest, where=p)
     training = payload.get("training_state") if with_training_state else None
     return manifest, state, training
 
