@@ -4,7 +4,7 @@ colour shifts, scored as the shared tools score them.
 usage: python benchmarks/retina_shift.py [--model retina] [--model other.pt ...]
                                          [--data /work/shared/data/chase_db1] [--train-split 01-07]
                                          [--shifts all|none|NAME,NAME] [--threads 2] [-o result.json]
-                                         [--gains 0.9,0.94,0.96,1.0 [--max-drop 1.0]]
+                                         [--gains 0.9,0.94,0.85:0.94:0.1 [--max-drop 1.0]]
 
 For each shift, every test photo (``test/images``, children 08-14; with ``--train-split 08-14`` the
 other fold, ``training/images`` 01-07, so no child is on both sides either way) is re-rendered as another
@@ -22,7 +22,9 @@ and darker exposure, a flatter tone curve, lower and higher saturation, and two 
 (``camera-a``: brighter, bluer, less saturated; ``camera-b``: darker, warmer, flatter).
 
 ``--gains G,G,...`` scores each model once per inference chroma gain (a copy of the checkpoint with
-``chroma_gain`` G in its manifest, as ``medcolor train --chroma-gain G`` writes it; columns ``MODEL xG``).
+that ``chroma_gain`` in its manifest, as ``medcolor train`` writes it; columns ``MODEL xG``). Each G is a
+gain for both a and b, or ``GA:GB`` (``--chroma-gain GA,GB``) or ``GA:GB:K`` (with ``--chroma-gain-slope
+K``).
 With ``--max-drop D`` (needs ``none`` among the shifts) it then picks, per model, the gain with the best
 worst-shift PSNR among those whose in-domain (``none``) PSNR is within D dB of the model's own (its
 checkpoint's gain) -- the gain to train the shipped model with (``benchmarks/train_shipped.py
@@ -104,7 +106,15 @@ def evaluate_shift(models: dict[str, str], train_dir: Path, test_dir: Path, shif
     return out
 
 
-def gain_variants(models: list[str], gains: list[float], tmp: Path) -> dict[str, str]:
+def parse_gain(spec: str) -> dict[str, float]:
+    """``G``, ``GA:GB`` or ``GA:GB:K`` -> the manifest's chroma gain (``check_chroma_gain``)."""
+    from medcolor.nets.checkpoint import check_chroma_gain
+
+    parts = spec.strip().split(":")
+    return check_chroma_gain(",".join(parts[:2]), parts[2] if len(parts) > 2 else 0.0, where="--gains")
+
+
+def gain_variants(models: list[str], gains: list[str], tmp: Path) -> dict[str, str]:
     """``{column label: checkpoint path}``: each model as it is, and for each gain a copy of it with that
     inference chroma gain in its manifest (the weights untouched)."""
     from medcolor.nets.checkpoint import resolve_model
@@ -113,21 +123,21 @@ def gain_variants(models: list[str], gains: list[float], tmp: Path) -> dict[str,
     out = {}
     for model in models:
         out[model] = model
-        for g in gains:
-            dst = tmp / "gains" / f"{Path(model).stem}-x{g:g}.pt"
-            export_inference(resolve_model(model), dst, {"chroma_gain": g})
-            out[f"{model} x{g:g}"] = str(dst)
+        for i, g in enumerate(gains):
+            dst = tmp / "gains" / f"{Path(model).stem}-x{i}.pt"
+            export_inference(resolve_model(model), dst, {"chroma_gain": parse_gain(g)})
+            out[f"{model} x{g}"] = str(dst)
     return out
 
 
-def pick_gain(results: dict, model: str, gains: list[float], max_drop: float) -> tuple[float, float, float] | None:
+def pick_gain(results: dict, model: str, gains: list[str], max_drop: float) -> tuple[str, float, float] | None:
     """``(gain, in-domain PSNR, worst-shift PSNR)``: the gain of ``model`` with the best worst-shift PSNR
     among those whose ``none`` PSNR is within ``max_drop`` dB of the model as it is (None if no gain is)."""
     shifted = [s for s in results if s != "none"]
     ref = results["none"][model]["psnr"]
     best = None
     for g in gains:
-        col = f"{model} x{g:g}"
+        col = f"{model} x{g}"
         inside, worst = results["none"][col]["psnr"], min(results[s][col]["psnr"] for s in shifted)
         if ref - inside <= max_drop and (best is None or worst > best[2]):
             best = (g, inside, worst)
@@ -148,12 +158,13 @@ def main() -> None:
                     "in-domain PSNR drop in dB")
     ap.add_argument("-o", "--output", type=Path)
     a = ap.parse_args()
+    from medcolor.errors import MedcolorError
+
+    gains = [g.strip() for g in a.gains.split(",") if g.strip()]
     try:
-        gains = [float(g) for g in a.gains.split(",") if g.strip()]
-    except ValueError:
-        ap.error(f"--gains: comma-separated numbers, not {a.gains!r}")
-    if any(not 0 < g <= 2 for g in gains):
-        ap.error("--gains: each gain in (0, 2]")
+        [parse_gain(g) for g in gains]
+    except MedcolorError as exc:
+        ap.error(exc.one_line())
     import torch
 
     torch.set_num_threads(a.threads)
@@ -185,7 +196,7 @@ def main() -> None:
         for model in models:
             best = pick_gain(results, model, gains, a.max_drop)
             print(f"{model}: " + (f"no gain keeps the in-domain drop within {a.max_drop:g} dB" if best is None else
-                                  f"gain {best[0]:g} (in-domain {best[1]:.2f} dB, worst shift {best[2]:.2f} dB; "
+                                  f"gain {best[0]} (in-domain {best[1]:.2f} dB, worst shift {best[2]:.2f} dB; "
                                   f"in-domain drop within {a.max_drop:g} dB)"))
     if a.output:
         a.output.write_text(json.dumps(results, indent=1))

@@ -11,7 +11,8 @@ chroma resolution; the pipeline upsamples it and joins it to the untouched full-
 Options (the pipeline reads the checkpoint and passes its contents; the backend never reads files):
 ``manifest`` (dict) and ``state_dict`` (tensors) from :func:`medcolor.nets.checkpoint.load_model_options`,
 ``model_label`` (name shown in provenance), ``max_chroma_pixels`` (default 2048*2048). The checkpoint's
-``chroma_gain`` (``medcolor train --chroma-gain``, 1 when absent) scales the predicted a,b.
+``chroma_gain`` (``medcolor train --chroma-gain``, none when absent) scales the predicted a,b
+(:func:`medcolor.nets.checkpoint.apply_chroma_gain`).
 Batched on any device; autocast (float16) on CUDA only.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from medcolor.colorizers.base import Colorizer, check_L
-from medcolor.nets.checkpoint import chroma_gain, network_from_options
+from medcolor.nets.checkpoint import apply_chroma_gain, chroma_gain, network_from_options
 from medcolor.types import SeriesContext
 
 __all__ = ["CnnColorizer", "predict_ab"]
@@ -83,8 +84,7 @@ class CnnColorizer(Colorizer):
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         L = check_L(L, self.device)
-        ab = predict_ab(self.net, L, self.model_size, self.max_chroma_pixels)
-        return ab if self.chroma_gain == 1.0 else ab * self.chroma_gain
+        return apply_chroma_gain(L, predict_ab(self.net, L, self.model_size, self.max_chroma_pixels), self.chroma_gain)
 
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}

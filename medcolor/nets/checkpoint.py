@@ -32,7 +32,7 @@ from medcolor.errors import MedcolorError
 from medcolor.nets import cyclegan, fusion, inception_resnet_unet, tutorial, unet
 
 __all__ = ["ARCHITECTURES", "CHROMA_GAIN_MAX", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network",
-           "check_chroma_gain", "chroma_gain", "default_model", "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
+           "apply_chroma_gain", "check_chroma_gain", "chroma_gain", "default_model", "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
            "shipped_names", "state_sha256"]
 
 FORMAT = "medcolor-cnn/1"
@@ -48,24 +48,50 @@ METHOD_ARCH: dict[str, tuple[str, ...]] = {
 
 
 CHROMA_GAIN_MAX = 2.0
+NO_GAIN = {"a": 1.0, "b": 1.0, "l_slope": 0.0}
 
 
-def check_chroma_gain(gain: Any, where: str | Path = "--chroma-gain") -> float:
-    """``gain`` as a float in (0, CHROMA_GAIN_MAX]; one-line MedcolorError otherwise."""
+def _number(v: Any) -> float:
     try:
-        g = float(gain)
+        return float(v)
     except (TypeError, ValueError):
-        g = float("nan")
-    if not 0.0 < g <= CHROMA_GAIN_MAX:  # also refuses NaN
-        raise MedcolorError(f"chroma gain must be a number in (0, {CHROMA_GAIN_MAX:g}], not {gain!r}", where=where,
+        return float("nan")
+
+
+def check_chroma_gain(gain: Any = 1.0, l_slope: Any = 0.0, where: str | Path = "--chroma-gain") -> dict[str, float]:
+    """The inference chroma gain ``{"a": GA, "b": GB, "l_slope": K}``: predicted a is scaled by
+    ``GA * (1 + K (L - 50) / 50)``, b by ``GB * (...)`` (clamped at 0). ``gain`` is a number (both
+    channels), ``"G"``, ``"GA,GB"`` or such a dict (which then carries its own slope); one-line
+    MedcolorError unless 0 < GA, GB <= CHROMA_GAIN_MAX and -1 <= K <= 1."""
+    if isinstance(gain, dict):
+        gain, l_slope = [gain.get("a"), gain.get("b")], gain.get("l_slope", 0.0)
+    parts = [p for p in gain.split(",")] if isinstance(gain, str) else gain if isinstance(gain, list) else [gain]
+    ab = [_number(v) for v in parts] * (2 if len(parts) == 1 else 1)
+    k = _number(l_slope)
+    if len(ab) != 2 or not all(0.0 < g <= CHROMA_GAIN_MAX for g in ab) or not -1.0 <= k <= 1.0:  # refuses NaN
+        raise MedcolorError(f"chroma gain must be G or GA,GB in (0, {CHROMA_GAIN_MAX:g}] with an L slope in "
+                            f"[-1, 1], not {gain!r} (slope {l_slope!r})", where=where,
                             hint="1 keeps the predicted chroma; below 1 makes it paler (docs/cnn.md, Camera shift)")
-    return g
+    return {"a": ab[0], "b": ab[1], "l_slope": k}
 
 
-def chroma_gain(manifest: dict[str, Any], where: str | Path = "--model") -> float:
-    """The inference-time chroma gain of a cnn checkpoint (``manifest["chroma_gain"]``, 1 when absent):
-    the backend multiplies its predicted a,b by it."""
-    return check_chroma_gain(manifest.get("chroma_gain", 1.0), where)
+def chroma_gain(manifest: dict[str, Any], where: str | Path = "--model") -> dict[str, float]:
+    """The inference chroma gain of a cnn checkpoint (``manifest["chroma_gain"]``, a number or
+    :func:`check_chroma_gain`'s dict; none when absent)."""
+    return check_chroma_gain(manifest.get("chroma_gain", 1.0), where=where)
+
+
+def apply_chroma_gain(L: torch.Tensor, ab: torch.Tensor, gain: dict[str, float]) -> torch.Tensor:
+    """``ab`` ``[B,2,h,w]`` scaled by the chroma gain (:func:`check_chroma_gain`); ``L`` ``[B,1,H,W]``
+    (0..100) is area-resized to ``(h, w)`` when the gain depends on L."""
+    if gain == NO_GAIN:
+        return ab
+    g = torch.tensor([gain["a"], gain["b"]], dtype=ab.dtype, device=ab.device).view(1, 2, 1, 1)
+    if gain["l_slope"]:
+        if L.shape[-2:] != ab.shape[-2:]:
+            L = torch.nn.functional.interpolate(L, size=tuple(ab.shape[-2:]), mode="area")
+        g = g * (1.0 + gain["l_slope"] * (L.to(ab.dtype) - 50.0) / 50.0).clamp(min=0.0)
+    return ab * g
 
 
 def build_network(arch: str, args: dict[str, Any]) -> torch.nn.Module:
