@@ -141,12 +141,14 @@ def test_chroma_gain_is_stored_and_scales_the_predicted_ab(crops: Path, tmp_path
     ab1 = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "one.pt")).colorize(L)
     col = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "half.pt"))
     assert ab1.abs().max() > 1 and torch.allclose(col.colorize(L), 0.5 * ab1, atol=1e-4)
-    assert col.provenance()["parameters"]["chroma_gain"]["a"] == 0.5
+    assert col.provenance()["parameters"]["chroma_gain"] == "0.5"
     # a gain per channel, varying with L: a x 0.8 (1 + 0.5 (L - 50) / 50), b x 0.6 (...)
     train(tiny_config(crops, tmp_path / "ab.pt", steps=3, chroma_gain="0.8,0.6", chroma_gain_slope=0.5))
     got = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "ab.pt")).colorize(L)
     w = 1 + 0.5 * (L - 50) / 50
     assert torch.allclose(got, ab1 * torch.tensor([0.8, 0.6]).view(1, 2, 1, 1) * w, atol=1e-4)
+    assert get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "ab.pt")).provenance()[
+        "parameters"]["chroma_gain"] == "0.8,0.6 L slope 0.5"
 
 
 @pytest.mark.parametrize("bad", [["0"], ["-0.5"], ["2.5"], ["nan"], ["abc"], ["0.9,0.9,0.9"], ["0.9,"],

@@ -86,10 +86,16 @@ class CnnColorizer(Colorizer):
         L = check_L(L, self.device)
         return apply_chroma_gain(L, predict_ab(self.net, L, self.model_size, self.max_chroma_pixels), self.chroma_gain)
 
+    def _gain_text(self) -> str:
+        """The chroma gain as provenance shows it: ``0.96``, ``0.88,0.94`` (a, b), `` L slope 0.1`` added."""
+        g = self.chroma_gain
+        text = f"{g['a']:g}" if g["a"] == g["b"] else f"{g['a']:g},{g['b']:g}"
+        return text + (f" L slope {g['l_slope']:g}" if g["l_slope"] else "")
+
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}
         params = {"model": self.model_label, "arch": self.manifest.get("architecture"),
-                  "model_size": self.model_size, "chroma_gain": self.chroma_gain, "trained_steps": self.manifest.get("steps"),
+                  "model_size": self.model_size, "chroma_gain": self._gain_text(), "trained_steps": self.manifest.get("steps"),
                   "trained_on": f"{data.get('folder', '?')} ({data.get('n_images', '?')} images)"}
         return {"method": f"cnn ({self.model_label})", "parameters": params, "reference_sha256": None,
                 "model_sha256": self.manifest.get("weights_sha256")}
