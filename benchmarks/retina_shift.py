@@ -4,6 +4,7 @@ colour shifts, scored as the shared tools score them.
 usage: python benchmarks/retina_shift.py [--model retina] [--model other.pt ...]
                                          [--data /work/shared/data/chase_db1] [--train-split 01-07]
                                          [--shifts all|none|NAME,NAME] [--threads 2] [-o result.json]
+                                         [--gains 0.9,0.94,0.85:0.94:0.1 [--max-drop 1.0]]
 
 For each shift, every test photo (``test/images``, children 08-14; with ``--train-split 08-14`` the
 other fold, ``training/images`` 01-07, so no child is on both sides either way) is re-rendered as another
@@ -19,6 +20,15 @@ cheaper than the 999x960 originals). That colour image is the truth; its 8-bit g
 The shifts (``SHIFTS``) span what fundus cameras differ by: a warmer and a cooler white balance, brighter
 and darker exposure, a flatter tone curve, lower and higher saturation, and two combinations
 (``camera-a``: brighter, bluer, less saturated; ``camera-b``: darker, warmer, flatter).
+
+``--gains G,G,...`` scores each model once per inference chroma gain (a copy of the checkpoint with
+that ``chroma_gain`` in its manifest, as ``medcolor train`` writes it; columns ``MODEL xG``). Each G is a
+gain for both a and b, or ``GA:GB`` (``--chroma-gain GA,GB``) or ``GA:GB:K`` (with ``--chroma-gain-slope
+K``).
+With ``--max-drop D`` (needs ``none`` among the shifts) it then picks, per model, the gain with the best
+worst-shift PSNR among those whose in-domain (``none``) PSNR is within D dB of the model's own (its
+checkpoint's gain) -- the gain to train the shipped model with (``benchmarks/train_shipped.py
+--chroma-gain``).
 """
 from __future__ import annotations
 
@@ -72,7 +82,7 @@ def _split(data: Path, train_split: str) -> tuple[Path, Path]:
     return (a, b) if train_split == "01-07" else (b, a)
 
 
-def evaluate_shift(models: list[str], train_dir: Path, test_dir: Path, shift: str, tmp: Path,
+def evaluate_shift(models: dict[str, str], train_dir: Path, test_dir: Path, shift: str, tmp: Path,
                    max_side: int = 0) -> dict:
     from PIL import Image
 
@@ -87,13 +97,51 @@ def evaluate_shift(models: list[str], train_dir: Path, test_dir: Path, shift: st
     keys = ("psnr", "ssim", "delta_e2000")
     res = evaluate(gray, truth, size=256, baselines=("mean-ab", "l-lut"), train=train_dir)
     out = {f"baseline {k}": {m: v["summary"][m]["mean"] for m in keys} for k, v in res["baselines"].items()}
-    for i, model in enumerate(models):
+    for i, (label, model) in enumerate(models.items()):
         pred = tmp / shift / f"pred{i}"
         run([gray], RunOptions(output=pred, method="cnn", fmt="png", device="cpu",
                                backend_options={"model": model}))
         s = evaluate(pred, truth, size=256)["prediction"]["summary"]
-        out[model] = {m: s[m]["mean"] for m in keys}
+        out[label] = {m: s[m]["mean"] for m in keys}
     return out
+
+
+def parse_gain(spec: str) -> dict[str, float]:
+    """``G``, ``GA:GB`` or ``GA:GB:K`` -> the manifest's chroma gain (``check_chroma_gain``)."""
+    from medcolor.nets.checkpoint import check_chroma_gain
+
+    parts = spec.strip().split(":")
+    return check_chroma_gain(",".join(parts[:2]), parts[2] if len(parts) > 2 else 0.0, where="--gains")
+
+
+def gain_variants(models: list[str], gains: list[str], tmp: Path) -> dict[str, str]:
+    """``{column label: checkpoint path}``: each model as it is, and for each gain a copy of it with that
+    inference chroma gain in its manifest (the weights untouched)."""
+    from medcolor.nets.checkpoint import resolve_model
+    from medcolor.train.checkpoint import export_inference
+
+    out = {}
+    for model in models:
+        out[model] = model
+        for i, g in enumerate(gains):
+            dst = tmp / "gains" / f"{Path(model).stem}-x{i}.pt"
+            export_inference(resolve_model(model), dst, {"chroma_gain": parse_gain(g)})
+            out[f"{model} x{g}"] = str(dst)
+    return out
+
+
+def pick_gain(results: dict, model: str, gains: list[str], max_drop: float) -> tuple[str, float, float] | None:
+    """``(gain, in-domain PSNR, worst-shift PSNR)``: the gain of ``model`` with the best worst-shift PSNR
+    among those whose ``none`` PSNR is within ``max_drop`` dB of the model as it is (None if no gain is)."""
+    shifted = [s for s in results if s != "none"]
+    ref = results["none"][model]["psnr"]
+    best = None
+    for g in gains:
+        col = f"{model} x{g}"
+        inside, worst = results["none"][col]["psnr"], min(results[s][col]["psnr"] for s in shifted)
+        if ref - inside <= max_drop and (best is None or worst > best[2]):
+            best = (g, inside, worst)
+    return best
 
 
 def main() -> None:
@@ -105,8 +153,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-side", type=int, default=512, help="test photos shrunk to this longer side first (0: "
                     "full size); scoring is at 256x256 either way")
+    ap.add_argument("--gains", default="", help="comma-separated inference chroma gains to score each model at")
+    ap.add_argument("--max-drop", type=float, help="pick the gain (see the module docstring) allowing this "
+                    "in-domain PSNR drop in dB")
     ap.add_argument("-o", "--output", type=Path)
     a = ap.parse_args()
+    from medcolor.errors import MedcolorError
+
+    gains = [g.strip() for g in a.gains.split(",") if g.strip()]
+    try:
+        [parse_gain(g) for g in gains]
+    except MedcolorError as exc:
+        ap.error(exc.one_line())
     import torch
 
     torch.set_num_threads(a.threads)
@@ -114,9 +172,12 @@ def main() -> None:
     names = list(SHIFTS) if a.shifts == "all" else ["none"] if a.shifts == "none" else a.shifts.split(",")
     train_dir, test_dir = _split(a.data, a.train_split)
     results = {}
+    if a.max_drop is not None and ("none" not in names or not gains or len(names) < 2):
+        ap.error("--max-drop needs --gains and the shift 'none' beside at least one other")
     with tempfile.TemporaryDirectory() as tmp:
+        columns = gain_variants(models, gains, Path(tmp))
         for shift in names:
-            results[shift] = evaluate_shift(models, train_dir, test_dir, shift, Path(tmp), a.max_side)
+            results[shift] = evaluate_shift(columns, train_dir, test_dir, shift, Path(tmp), a.max_side)
             print(shift, json.dumps({k: round(v["psnr"], 2) for k, v in results[shift].items()}), flush=True)
     cols = list(next(iter(results.values())))
     print(f"\nPSNR dB / SSIM, train {a.train_split}, test the other fold, each shift applied to the test photos")
@@ -131,6 +192,12 @@ def main() -> None:
             f"{np.mean([results[s][c]['ssim'] for s in shifted]):.3f}" for c in cols) + " |")
         print("| worst shift | " + " | ".join(
             f"{min(results[s][c]['psnr'] for s in shifted):.2f}" for c in cols) + " |")
+    if a.max_drop is not None:
+        for model in models:
+            best = pick_gain(results, model, gains, a.max_drop)
+            print(f"{model}: " + (f"no gain keeps the in-domain drop within {a.max_drop:g} dB" if best is None else
+                                  f"gain {best[0]} (in-domain {best[1]:.2f} dB, worst shift {best[2]:.2f} dB; "
+                                  f"in-domain drop within {a.max_drop:g} dB)"))
     if a.output:
         a.output.write_text(json.dumps(results, indent=1))
 

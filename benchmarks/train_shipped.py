@@ -1,9 +1,16 @@
 """Train the shipped ``cnn`` and ``cyclegan`` models and write them (weights + manifest) to medcolor/models/.
 
 usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|cyclegan-meat]
-                                          [--retina-minutes 10] [--cyclegan-minutes 15]
+                                          [--retina-minutes 10 | --retina-steps 900 | --keep-weights]
+                                          [--chroma-gain G|GA,GB] [--chroma-gain-slope K]
+                                          [--cyclegan-minutes 15]
 
-* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14.
+* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14, with the inference
+  chroma gain ``--chroma-gain``/``--chroma-gain-slope`` (as ``medcolor train``'s; chosen by
+  ``benchmarks/retina_shift.py --gains ... --max-drop D``: paler cameras, docs/cnn.md "Camera shift"); ``--retina-steps`` trains a fixed step count (repeatable) instead
+  of the time budget. ``--keep-weights`` does not train: the shipped retina.pt's weights are re-exported
+  with the new chroma gain, and its validation re-measured at that gain (the gain is an inference-time
+  scale, so the weights the gain was chosen for stay the shipped ones).
 * ``cyclegan-meat`` (``--method cyclegan --model meat``, the cyclegan default): gray side = the shared
   30-slice chest CT windowed 1500,-600 (lung), colour side = the three pure-meat crops of the Meat Cut
   (BEEF) collage (beef_lean_bright, beef_lean_dark, beef_marbled; the collage itself has a text banner and
@@ -34,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medcolor.nets.checkpoint import MODELS_DIR  # noqa: E402
+from medcolor.nets.checkpoint import MODELS_DIR, build_model, check_chroma_gain, chroma_gain, load_checkpoint  # noqa: E402,E501
 from medcolor.train.checkpoint import export_inference  # noqa: E402
 from medcolor.train.cyclegan import CycleConfig, train_cyclegan  # noqa: E402
 from medcolor.train.loop import TrainConfig, train  # noqa: E402
@@ -59,20 +66,48 @@ def _progress(name: str):
     return f
 
 
-def ship(name: str, data: Path, val: Path | None, minutes: float, extra: dict, size: int = 128) -> dict:
+def ship(name: str, data: Path, val: Path | None, minutes: float | None, extra: dict, size: int = 128,
+         steps: int | None = None, gain: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / f"{name}-train.pt"
         t0 = time.time()
-        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=minutes, seed=0, size=size,
-                                val_every=100, checkpoint_every=0, name=name), _progress(name))
+        res = train(TrainConfig(data=data, val=val, output=full, max_minutes=None if steps else minutes, steps=steps,
+                                seed=0, size=size, val_every=100, checkpoint_every=0, name=name,
+                                chroma_gain=gain or 1.0), _progress(name))
         dst = MODELS_DIR / f"{name}.pt"
         manifest = export_inference(full, dst, dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2)))
     print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
     return {"file": dst.name, "sha256": _sha(dst), "weights_sha256": manifest["weights_sha256"],
             "size_bytes": dst.stat().st_size, "architecture": manifest["architecture"],
-            "model_size": manifest["model_size"], "steps": manifest["steps"], "training_data": manifest["training_data"],
+            "model_size": manifest["model_size"], "chroma_gain": manifest["chroma_gain"], "steps": manifest["steps"],
+            "training_data": manifest["training_data"],
             "validation": manifest["validation"], "licence": extra["licence"], "attribution": extra["attribution"],
             "description": extra["description"], "train_minutes": manifest["train_minutes"]}
+
+
+def regain(name: str, val: Path, gain: dict, entry: dict) -> dict:
+    """The shipped cnn model ``name``'s weights as they are, exported with the inference chroma gain
+    ``gain``; its validation (the same images, at the model size, as in training) re-measured at that gain.
+    Returns its manifest entry ``entry`` updated."""
+    import torch
+
+    from medcolor.train.data import find_images, load_images, whole_images
+    from medcolor.train.loop import TrainConfig, validate
+
+    dst = MODELS_DIR / f"{name}.pt"
+    manifest, state, _ = load_checkpoint(dst)
+    net = build_model(manifest, state)
+    batch = whole_images(load_images(find_images(val), TrainConfig.work_size)[:32], int(manifest["model_size"]))
+    before = validate(net, batch, torch.device("cpu"), chroma_gain(manifest))
+    after = dict(validate(net, batch, torch.device("cpu"), gain), images=manifest["validation"]["images"])
+    print(f"[{name}] validation re-measured: PSNR {before['psnr']:.2f} at the old gain (manifest "
+          f"{manifest['validation']['psnr']:.2f}), {after['psnr']:.2f} at gain {gain}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / dst.name
+        shutil.copy(dst, src)
+        manifest = export_inference(src, dst, {"chroma_gain": gain, "validation": after})
+    return dict(entry, sha256=_sha(dst), size_bytes=dst.stat().st_size, chroma_gain=manifest["chroma_gain"],
+                validation=manifest["validation"])
 
 
 def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dict, window: str | None = None,
@@ -123,18 +158,27 @@ def main() -> None:
     ap.add_argument("--only", choices=("retina", "cyclegan-meat"))
     ap.add_argument("--cyclegan-minutes", type=float, default=15.0)
     ap.add_argument("--retina-minutes", type=float, default=10.0)
+    ap.add_argument("--retina-steps", type=int, help="train retina for this many steps (no time budget)")
+    ap.add_argument("--chroma-gain", default="1", help="retina's inference chroma gain, G or GA,GB")
+    ap.add_argument("--chroma-gain-slope", type=float, default=0.0, help="retina's chroma gain slope over L")
+    ap.add_argument("--keep-weights", action="store_true", help="retina: no training, re-export the shipped "
+                    "weights with --chroma-gain")
     a = ap.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     mf = MODELS_DIR / "manifest.json"
     doc = json.loads(mf.read_text()) if mf.is_file() else {"models": {}}
-    if a.only in (None, "retina"):
-        chase = a.data / "chase_db1"
+    chase = a.data / "chase_db1"
+    gain = check_chroma_gain(a.chroma_gain, a.chroma_gain_slope)
+    if a.keep_weights:
+        doc["models"]["retina"] = regain("retina", chase / "test" / "images", gain, doc["models"]["retina"])
+    elif a.only in (None, "retina"):
         doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
                                        a.retina_minutes,
                                        {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
                                         "description": "colour fundus photographs (CHASE_DB1 01-07)",
-                                        "validation_data": "CHASE_DB1 test images 08-14"})
-    if a.only in (None, "cyclegan-meat"):
+                                        "validation_data": "CHASE_DB1 test images 08-14"},
+                                       steps=a.retina_steps, gain=gain)
+    if a.only in (None, "cyclegan-meat") and not a.keep_weights:
         with tempfile.TemporaryDirectory() as tmp:
             crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")
             ct = a.data / "ct_chest_lung_pet_ct_dx_A0002"

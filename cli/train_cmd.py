@@ -158,6 +158,8 @@ def register(app: typer.Typer) -> None:
         width_mult: Optional[float] = typer.Option(None, "--width-mult", help="fusion / inception-resnet-unet / tutorial: multiple of the paper's channels (default 0.25 / 0.25 / 0.5)."),
         backbone_weights: List[Path] = typer.Option([], "--backbone-weights", help="fusion / inception-resnet-unet: a local torchvision- or timm-layout state dict (VGG16, ResNet50, Inception-ResNet-v2; repeatable), checked key by key, loaded at the paper's width and frozen."),
         camera_aug: float = typer.Option(0.0, "--camera-aug", help="Strength (0..1) of random camera-like colour shifts of the training photos (white balance, exposure, tone, saturation); 0 = off. For models that must carry over to other cameras."),
+        chroma_gain: str = typer.Option("1", "--chroma-gain", help="cnn: scale of the predicted a,b at inference, G or GA,GB (0 < G <= 2), stored in the checkpoint; below 1 for models that must carry over to paler cameras (pick it with benchmarks/retina_shift.py --gains; docs/cnn.md)."),
+        chroma_gain_slope: float = typer.Option(0.0, "--chroma-gain-slope", help="cnn: the chroma gain times 1 + K (L - 50) / 50 (-1 <= K <= 1; 0: the same gain at every lightness)."),
         prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
@@ -204,7 +206,8 @@ def register(app: typer.Typer) -> None:
                                val_every=val_every, checkpoint_every=checkpoint_every, base=base, device=device,
                                workers=workers, name=name, prior=prior, arch=arch.strip().lower(),
                                width_mult=width_mult, backbone_weights=list(backbone_weights),
-                               camera_aug=camera_aug))
+                               camera_aug=camera_aug, chroma_gain=chroma_gain,
+                               chroma_gain_slope=chroma_gain_slope))
 
         guard(go)
 

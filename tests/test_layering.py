@@ -147,9 +147,10 @@ def test_shipped_checkpoints_give_the_outputs_they_gave_before_the_nets_move() -
     """tests/data/shipped_model_ab.json: ab of every shipped model on a fixed L image, printed by the
     code before the networks moved from medcolor/train and medcolor/colorizers/_nets.py to
     medcolor/nets (keyed by weights sha256, so a retrained model is not compared with another's; the
-    withdrawn models, which have no file any more, are not in it)."""
+    withdrawn models, which have no file any more, are not in it). A model shipped with an inference chroma
+    gain (its manifest's ``chroma_gain``) gives those a,b times the gain."""
     from medcolor.colorizers import get_colorizer
-    from medcolor.nets.checkpoint import load_model_options, shipped_models
+    from medcolor.nets.checkpoint import apply_chroma_gain, chroma_gain, load_model_options, shipped_models
 
     ref = json.loads((ROOT / "tests" / "data" / "shipped_model_ab.json").read_text())["models"]
     checked = []
@@ -160,7 +161,9 @@ def test_shipped_checkpoints_give_the_outputs_they_gave_before_the_nets_move() -
         method = entry.get("method", "cnn")
         col = get_colorizer(method, device="cpu", **load_model_options(entry.get("name", key), method))
         ab = col.colorize(_probe_L())[0, :, ::8, ::8].double()
-        assert torch.allclose(ab, torch.tensor(expected["ab"], dtype=torch.float64), atol=2e-3), key
+        want = apply_chroma_gain(_probe_L()[:, :, ::8, ::8].double(), torch.tensor([expected["ab"]], dtype=torch.float64),
+                                 chroma_gain(entry))[0]
+        assert torch.allclose(ab, want, atol=2e-3), key
         checked.append(key)
     assert set(checked) == {"retina", "cyclegan-meat"}, checked   # cnn meat and cyclegan-retina withdrawn
 

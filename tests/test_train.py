@@ -124,3 +124,56 @@ def test_cli_train_and_bad_input(crops: Path, tmp_path: Path) -> None:
     empty.mkdir()
     res = CliRunner().invoke(app, ["train", "--data", str(empty), "-o", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "no colour images" in res.output
+
+
+def test_chroma_gain_is_stored_and_scales_the_predicted_ab(crops: Path, tmp_path: Path) -> None:
+    """``--chroma-gain G``: recorded in the manifest, the loss untouched (the same weights as G = 1), the
+    backend's a,b (and the validation) those of G = 1 times G."""
+    from medcolor.colorizers import get_colorizer
+
+    one = train(tiny_config(crops, tmp_path / "one.pt", steps=3))
+    half = train(tiny_config(crops, tmp_path / "half.pt", steps=3, chroma_gain=0.5))
+    m1, m2 = load_checkpoint(tmp_path / "one.pt")[0], load_checkpoint(tmp_path / "half.pt")[0]
+    assert m1["chroma_gain"] == {"a": 1.0, "b": 1.0, "l_slope": 0.0} and m2["chroma_gain"]["b"] == 0.5
+    assert m1["weights_sha256"] == m2["weights_sha256"]
+    assert one["validation"]["psnr"] != half["validation"]["psnr"]
+    L = torch.linspace(5, 95, 40 * 36).reshape(1, 1, 40, 36)
+    ab1 = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "one.pt")).colorize(L)
+    col = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "half.pt"))
+    assert ab1.abs().max() > 1 and torch.allclose(col.colorize(L), 0.5 * ab1, atol=1e-4)
+    assert col.provenance()["parameters"]["chroma_gain"] == "0.5"
+    # a gain per channel, varying with L: a x 0.8 (1 + 0.5 (L - 50) / 50), b x 0.6 (...)
+    train(tiny_config(crops, tmp_path / "ab.pt", steps=3, chroma_gain="0.8,0.6", chroma_gain_slope=0.5))
+    got = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "ab.pt")).colorize(L)
+    w = 1 + 0.5 * (L - 50) / 50
+    assert torch.allclose(got, ab1 * torch.tensor([0.8, 0.6]).view(1, 2, 1, 1) * w, atol=1e-4)
+    assert get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "ab.pt")).provenance()[
+        "parameters"]["chroma_gain"] == "0.8,0.6 L slope 0.5"
+
+
+@pytest.mark.parametrize("bad", [["0"], ["-0.5"], ["2.5"], ["nan"], ["abc"], ["0.9,0.9,0.9"], ["0.9,"],
+                                 ["0.9", "--chroma-gain-slope", "1.5"]])
+def test_cli_bad_chroma_gain_is_rc2_before_any_work(crops: Path, tmp_path: Path, bad: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from medcolor.cli.app import app
+
+    out = tmp_path / "g.pt"
+    res = CliRunner().invoke(app, ["train", "--data", str(crops), "-o", str(out), "--steps", "2", "--size", "32",
+                                   "--chroma-gain", *bad])
+    assert res.exit_code == 2 and "--chroma-gain" in res.output and "Traceback" not in res.output, res.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_with_a_bad_chroma_gain_is_refused(crops: Path, tmp_path: Path) -> None:
+    from medcolor.colorizers import get_colorizer
+    from medcolor.train.checkpoint import export_inference
+
+    train(tiny_config(crops, tmp_path / "t.pt", steps=2))
+    export_inference(tmp_path / "t.pt", tmp_path / "neg.pt", {"chroma_gain": -1})
+    with pytest.raises(MedcolorError, match="neg.pt.*chroma gain|chroma gain.*neg.pt"):
+        load_model_options(tmp_path / "neg.pt")
+    options = load_model_options(tmp_path / "t.pt")   # an API caller's manifest: checked by the backend
+    options["manifest"]["chroma_gain"] = 0
+    with pytest.raises(MedcolorError, match="chroma gain"):
+        get_colorizer("cnn", device="cpu", **options)

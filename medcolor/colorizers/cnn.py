@@ -10,7 +10,9 @@ chroma resolution; the pipeline upsamples it and joins it to the untouched full-
 
 Options (the pipeline reads the checkpoint and passes its contents; the backend never reads files):
 ``manifest`` (dict) and ``state_dict`` (tensors) from :func:`medcolor.nets.checkpoint.load_model_options`,
-``model_label`` (name shown in provenance), ``max_chroma_pixels`` (default 2048*2048).
+``model_label`` (name shown in provenance), ``max_chroma_pixels`` (default 2048*2048). The checkpoint's
+``chroma_gain`` (``medcolor train --chroma-gain``, none when absent) scales the predicted a,b
+(:func:`medcolor.nets.checkpoint.apply_chroma_gain`).
 Batched on any device; autocast (float16) on CUDA only.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from medcolor.colorizers.base import Colorizer, check_L
-from medcolor.nets.checkpoint import network_from_options
+from medcolor.nets.checkpoint import apply_chroma_gain, chroma_gain, network_from_options
 from medcolor.types import SeriesContext
 
 __all__ = ["CnnColorizer", "predict_ab"]
@@ -74,6 +76,7 @@ class CnnColorizer(Colorizer):
         self.manifest, self.net, self.model_label = network_from_options(options, "cnn", self.device)
         self.model_size = int(self.manifest.get("model_size", 128))
         self.max_chroma_pixels = int(options.get("max_chroma_pixels") or 2048 * 2048)
+        self.chroma_gain = chroma_gain(self.manifest)
 
     def prepare(self, ctx: SeriesContext, sample_L: torch.Tensor) -> None:
         """Nothing per series: the network adapts per image (its global-context branch)."""
@@ -81,12 +84,18 @@ class CnnColorizer(Colorizer):
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         L = check_L(L, self.device)
-        return predict_ab(self.net, L, self.model_size, self.max_chroma_pixels)
+        return apply_chroma_gain(L, predict_ab(self.net, L, self.model_size, self.max_chroma_pixels), self.chroma_gain)
+
+    def _gain_text(self) -> str:
+        """The chroma gain as provenance shows it: ``0.96``, ``0.88,0.94`` (a, b), `` L slope 0.1`` added."""
+        g = self.chroma_gain
+        text = f"{g['a']:g}" if g["a"] == g["b"] else f"{g['a']:g},{g['b']:g}"
+        return text + (f" L slope {g['l_slope']:g}" if g["l_slope"] else "")
 
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}
         params = {"model": self.model_label, "arch": self.manifest.get("architecture"),
-                  "model_size": self.model_size, "trained_steps": self.manifest.get("steps"),
+                  "model_size": self.model_size, "chroma_gain": self._gain_text(), "trained_steps": self.manifest.get("steps"),
                   "trained_on": f"{data.get('folder', '?')} ({data.get('n_images', '?')} images)"}
         return {"method": f"cnn ({self.model_label})", "parameters": params, "reference_sha256": None,
                 "model_sha256": self.manifest.get("weights_sha256")}

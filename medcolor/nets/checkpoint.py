@@ -31,8 +31,8 @@ import torch
 from medcolor.errors import MedcolorError
 from medcolor.nets import cyclegan, fusion, inception_resnet_unet, tutorial, unet
 
-__all__ = ["ARCHITECTURES", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network", "default_model",
-           "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
+__all__ = ["ARCHITECTURES", "CHROMA_GAIN_MAX", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network",
+           "apply_chroma_gain", "check_chroma_gain", "chroma_gain", "default_model", "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
            "shipped_names", "state_sha256"]
 
 FORMAT = "medcolor-cnn/1"
@@ -45,6 +45,53 @@ ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
     cyclegan.ARCH: cyclegan.ColorGenerator}
 METHOD_ARCH: dict[str, tuple[str, ...]] = {
     "cnn": (unet.ARCH, fusion.ARCH, inception_resnet_unet.ARCH, tutorial.ARCH), "cyclegan": (cyclegan.ARCH,)}
+
+
+CHROMA_GAIN_MAX = 2.0
+NO_GAIN = {"a": 1.0, "b": 1.0, "l_slope": 0.0}
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def check_chroma_gain(gain: Any = 1.0, l_slope: Any = 0.0, where: str | Path = "--chroma-gain") -> dict[str, float]:
+    """The inference chroma gain ``{"a": GA, "b": GB, "l_slope": K}``: predicted a is scaled by
+    ``GA * (1 + K (L - 50) / 50)``, b by ``GB * (...)`` (clamped at 0). ``gain`` is a number (both
+    channels), ``"G"``, ``"GA,GB"`` or such a dict (which then carries its own slope); one-line
+    MedcolorError unless 0 < GA, GB <= CHROMA_GAIN_MAX and -1 <= K <= 1."""
+    if isinstance(gain, dict):
+        gain, l_slope = [gain.get("a"), gain.get("b")], gain.get("l_slope", 0.0)
+    parts = [p for p in gain.split(",")] if isinstance(gain, str) else gain if isinstance(gain, list) else [gain]
+    ab = [_number(v) for v in parts] * (2 if len(parts) == 1 else 1)
+    k = _number(l_slope)
+    if len(ab) != 2 or not all(0.0 < g <= CHROMA_GAIN_MAX for g in ab) or not -1.0 <= k <= 1.0:  # refuses NaN
+        raise MedcolorError(f"chroma gain must be G or GA,GB in (0, {CHROMA_GAIN_MAX:g}] with an L slope in "
+                            f"[-1, 1], not {gain!r} (slope {l_slope!r})", where=where,
+                            hint="1 keeps the predicted chroma; below 1 makes it paler (docs/cnn.md, Camera shift)")
+    return {"a": ab[0], "b": ab[1], "l_slope": k}
+
+
+def chroma_gain(manifest: dict[str, Any], where: str | Path = "--model") -> dict[str, float]:
+    """The inference chroma gain of a cnn checkpoint (``manifest["chroma_gain"]``, a number or
+    :func:`check_chroma_gain`'s dict; none when absent)."""
+    return check_chroma_gain(manifest.get("chroma_gain", 1.0), where=where)
+
+
+def apply_chroma_gain(L: torch.Tensor, ab: torch.Tensor, gain: dict[str, float]) -> torch.Tensor:
+    """``ab`` ``[B,2,h,w]`` scaled by the chroma gain (:func:`check_chroma_gain`); ``L`` ``[B,1,H,W]``
+    (0..100) is area-resized to ``(h, w)`` when the gain depends on L."""
+    if gain == NO_GAIN:
+        return ab
+    g = torch.tensor([gain["a"], gain["b"]], dtype=ab.dtype, device=ab.device).view(1, 2, 1, 1)
+    if gain["l_slope"]:
+        if L.shape[-2:] != ab.shape[-2:]:
+            L = torch.nn.functional.interpolate(L, size=tuple(ab.shape[-2:]), mode="area")
+        g = g * (1.0 + gain["l_slope"] * (L.to(ab.dtype) - 50.0) / 50.0).clamp(min=0.0)
+    return ab * g
 
 
 def build_network(arch: str, args: dict[str, Any]) -> torch.nn.Module:
@@ -94,6 +141,7 @@ def load_checkpoint(path: str | Path, with_training_state: bool = False
     if state_sha256(state) != manifest.get("weights_sha256"):
         raise MedcolorError("weights sha256 does not match the manifest (file modified or damaged)", where=p,
                             hint="re-download or retrain the model; do not edit checkpoints by hand")
+    chroma_gain(manifest, where=p)
     training = payload.get("training_state") if with_training_state else None
     return manifest, state, training
 

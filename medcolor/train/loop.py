@@ -37,7 +37,8 @@ from medcolor.color import lab_to_rgb8
 from medcolor.colorizers.base import resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.nets.backbones import load_backbone_weights
-from medcolor.nets.checkpoint import ARCHITECTURES, METHOD_ARCH, build_network, load_checkpoint
+from medcolor.nets.checkpoint import (ARCHITECTURES, METHOD_ARCH, NO_GAIN, apply_chroma_gain, build_network,
+                                     check_chroma_gain, load_checkpoint)
 from medcolor.nets.lookup import soft_histogram
 from medcolor.nets.unet import ARCH
 from medcolor.train.checkpoint import save_checkpoint
@@ -77,6 +78,9 @@ class TrainConfig:
     backbone_weights: list[Path] = field(default_factory=list)  # fusion / inception-resnet-unet: local state dicts
     budget_clock: str = "wall"        # "wall" | "cpu" (process CPU time) for max_minutes
     camera_aug: float = 0.0           # strength of random camera-like colour shifts (data.random_camera); 0 = off
+    chroma_gain: Any = 1.0            # inference-time scale of the predicted a,b: G or "GA,GB" (manifest
+    chroma_gain_slope: float = 0.0    # "chroma_gain", nets.checkpoint.check_chroma_gain), times 1 + slope (L-50)/50;
+                                      # not in the loss, applied in validation as at inference
     device: str = "cpu"
     workers: int = 0
     name: str | None = None           # model name recorded in the manifest
@@ -152,15 +156,17 @@ def _lr_factor(progress: float, step: int, warmup: int = 30) -> float:
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+def validate(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
+             chroma_gain: dict[str, float] = NO_GAIN) -> dict[str, float]:
     """PSNR/SSIM (RGB, 8-bit, data_range 255, skimage) of the whole validation images at the model
-    resolution, prediction joined to the input L and gamut-mapped as ``medcolor run`` does."""
+    resolution, prediction (times the ``chroma_gain``) joined to the input L and gamut-mapped as ``medcolor run``
+    does."""
     from medcolor.evaluate import rgb_metrics
 
     was = net.training
     net.eval()
     L = batch["L"].to(device)
-    ab = torch.cat([net(L[i:i + 1]) for i in range(L.shape[0])])
+    ab = apply_chroma_gain(L, torch.cat([net(L[i:i + 1]) for i in range(L.shape[0])]), chroma_gain)
     pred = lab_to_rgb8(L, ab.float()).permute(0, 2, 3, 1).cpu().numpy()
     truth = (batch["rgb"].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     rows = [rgb_metrics(t, p) for t, p in zip(truth, pred)]
@@ -234,6 +240,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     c0 = clock()
     if cfg.batch_size < 1 or cfg.size < 16 or cfg.size % 16:
         raise MedcolorError("batch size must be >= 1 and size a multiple of 16 (>= 16)", where="--size/--batch-size")
+    gain = check_chroma_gain(cfg.chroma_gain, cfg.chroma_gain_slope)
     world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
@@ -300,6 +307,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
                  "train_config": {"batch_size": cfg.batch_size, "size": cfg.size, "lr": cfg.lr, "seed": cfg.seed,
                                   "world_size": world, "max_minutes": cfg.max_minutes,
                                   "camera_aug": cfg.camera_aug},
+                 "chroma_gain": gain,
                  "final_loss": last_loss, "loss": "ab_mse" if ab_loss else "colour"}
         if backbones is not None:
             extra["backbones"] = backbones
@@ -344,12 +352,12 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
         progress("step", step=step, steps=steps_total, loss=last_loss, lr=opt.param_groups[0]["lr"],
                  elapsed=time.perf_counter() - t0, **parts)
         if rank == 0 and cfg.val_every and step % cfg.val_every == 0 and step < steps_total:
-            val_metrics = validate(net, val_batch, device)
+            val_metrics = validate(net, val_batch, device, gain)
             progress("val", step=step, metrics=val_metrics)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_total:
             save(False)
     if rank == 0:
-        val_metrics = validate(net, val_batch, device)
+        val_metrics = validate(net, val_batch, device, gain)
         progress("val", step=step, metrics=val_metrics)
     save(True)
     if world > 1:
