@@ -19,6 +19,7 @@ called one at a time too, and stage every file before publishing it atomically.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -33,10 +34,10 @@ import cv2
 import numpy as np
 import torch
 
-from medcolor import __version__, valuetable
+from medcolor import __version__, texture, valuetable
 from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
-from medcolor.colorizers.base import Colorizer, texture_level
+from medcolor.colorizers.base import Colorizer
 from medcolor.errors import MedcolorError, environment_fault
 from medcolor.io import (SliceItems, check_modality, hounsfield_note, read_image_rgb, read_item, read_slice, scan,
                          set_modality)
@@ -300,11 +301,6 @@ class _Chain:
         rgb = self.encode(L, ab.float())[0]                                     # [1, N, 3]
         return L.reshape(-1).numpy(), rgb[0], lightness(rgb)[0]
 
-    def levels(self, l_in: np.ndarray) -> np.ndarray:
-        """The backend's texture level of every pixel of a slice's L (``valuetable.Levels``)."""
-        keys = self.colorizer.pixel_keys()
-        return texture_level(torch.from_numpy(l_in)[None, None], keys)[0, 0].numpy()
-
     def slice(self, index: int) -> dict[str, Any] | str:
         """On a pool thread: the whole chain for slice ``index``. Returns its report record, or the reason it
         could not be read."""
@@ -337,9 +333,10 @@ def _build_table(chain: _Chain, sample: np.ndarray, device: torch.device) -> val
     keys = chain.colorizer.pixel_keys()
     if keys is None or device.type != "cpu" or chain.colorizer.batched:
         return None
-    n_levels = keys.texture_levels if keys.texture_size else 1
+    levels = None if not keys.texture_size else functools.partial(
+        texture.levels, size=keys.texture_size, scale=keys.texture_scale, n_levels=keys.texture_levels)
     series = chain.series
-    return valuetable.build(chain.keys, n_levels, chain.levels, chain.window, sample,
+    return valuetable.build(chain.keys, 1 if levels is None else keys.texture_levels, levels, chain.window, sample,
                             len(series.slices) * series.rows * series.columns)
 
 

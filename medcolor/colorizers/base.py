@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medcolor import texture
 from medcolor.errors import MedcolorError
 from medcolor.types import SeriesContext
 
@@ -111,13 +112,6 @@ def _box_sum_cv2(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(out.reshape(arr.shape))
 
 
-def _box_count(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """How many of the ``size`` positions centred on each of ``n`` indices lie inside 0..n-1."""
-    r = size // 2
-    i = torch.arange(n, device=device)
-    return ((i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1).to(torch.float32)
-
-
 def local_mean_std(L: torch.Tensor, size: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     """Local mean and standard deviation of ``L`` ``[B,1,H,W]`` over a ``size``×``size`` neighbourhood
     (``size`` odd).
@@ -129,7 +123,7 @@ def local_mean_std(L: torch.Tensor, size: int = 5) -> tuple[torch.Tensor, torch.
     """
     H, W = L.shape[-2:]
     x = L - 50.0
-    count = _box_count(H, size, L.device)[:, None] * _box_count(W, size, L.device)[None, :]
+    count = torch.from_numpy(texture.box_count(H, size)[:, None] * texture.box_count(W, size)[None, :]).to(L.device)
     if L.device.type == "cpu":
         sums = _box_sum_cv2(torch.cat([x, x * x], dim=1), size)
     else:
@@ -156,29 +150,14 @@ def texture_level(L: torch.Tensor, keys: PixelKeys) -> torch.Tensor:
     """The texture level map ``[B,1,H,W]`` (float32 holding integers) of ``L`` ``[B,1,H,W]`` under ``keys``:
     ``round(local std of L * texture_scale)`` clamped to ``0 .. texture_levels - 1`` (:func:`local_mean_std`
     over ``texture_size``²). The one definition both the backend and the pipeline's value tables use; on the
-    CPU the same float32 arithmetic as ``local_mean_std`` in place on numpy arrays (the same values,
-    tested; it runs on every slice of a value table)."""
-    size, top = keys.texture_size or 1, float(keys.texture_levels - 1)
+    CPU :func:`medcolor.texture.levels`, the same float32 arithmetic as ``local_mean_std`` in place on numpy
+    arrays (the same values, tested; it runs on every slice of a value table)."""
+    size = keys.texture_size or 1
     if L.device.type != "cpu":
         _, s = local_mean_std(L, size)
-        return (s * keys.texture_scale).round_().clamp_(0.0, top)
-    import cv2
-
-    H, W = L.shape[-2:]
-    x = L.detach().to(torch.float32).numpy() - np.float32(50.0)
-    out = np.empty_like(x)
-    count = (_box_count(H, size, L.device)[:, None] * _box_count(W, size, L.device)[None, :]).numpy()
-    for xi, si in zip(x.reshape(-1, H, W), out.reshape(-1, H, W)):
-        m = cv2.boxFilter(xi, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        np.multiply(xi, xi, out=xi)
-        cv2.boxFilter(xi, -1, (size, size), dst=si, normalize=False, borderType=cv2.BORDER_CONSTANT)
-        m /= count
-        si /= count
-        si -= np.multiply(m, m, out=xi)                               # E[x²] - E[x]²
-        np.sqrt(np.maximum(si, 0.0, out=si), out=si)
-        si *= np.float32(keys.texture_scale)
-        np.clip(np.rint(si, out=si), 0.0, top, out=si)
-    return torch.from_numpy(out)
+        return (s * keys.texture_scale).round_().clamp_(0.0, float(keys.texture_levels - 1))
+    return torch.from_numpy(texture.levels(L.detach().to(torch.float32).numpy(), size, keys.texture_scale,
+                                           keys.texture_levels))
 
 
 class Colorizer(abc.ABC):
