@@ -1,9 +1,12 @@
-"""The two numba kernels of the per-slice path, each kept because ``benchmarks/kernels_ab.py`` shows that it
+"""The numba kernels of the per-slice path, each kept because ``benchmarks/kernels_ab.py`` shows that it
 pays (it prints their cost per slice next to the same work in numpy):
 
 * the value table's gather (:func:`rows`, :func:`gather`; :meth:`medcolor.valuetable.ValueTable.apply`);
 * the per-slice sums of the run's measures (:func:`delta_l_sums`, :func:`opponent_sums`;
-  :func:`medcolor.metrics.measure_slice` and :func:`medcolor.metrics.colourfulness`).
+  :func:`medcolor.metrics.measure_slice` and :func:`medcolor.metrics.colourfulness`);
+* SSIM (:func:`ssim_mean`; :func:`medcolor.metrics.ssim`) in one pass: window sums kept running in float64
+  (as OpenCV's box filter sums float32 images), then the per-pixel arithmetic in float32 in the order numpy
+  did it, so the values are those of the five box filters and numpy passes it replaces.
 
 Imported on first use (importing numba costs ~0.2 s). Single-threaded, releasing the GIL: the pipeline's
 threads run several slices at once.
@@ -15,7 +18,7 @@ import warnings
 import numpy as np
 from numba import njit
 
-__all__ = ["rows", "gather", "delta_l_sums", "opponent_sums"]
+__all__ = ["rows", "gather", "delta_l_sums", "opponent_sums", "ssim_mean"]
 
 
 def _jit(fn):
@@ -99,3 +102,76 @@ def opponent_sums(rgb):
         s_yb2 += yb2
         s_yb22 += yb2 * yb2
     return s_rg, s_rg2, s_yb2, s_yb22
+
+
+@_jit
+def ssim_mean(x, y, c1, c2, cov_norm):
+    """Mean SSIM of float32 ``[H, W]`` images ``x``, ``y`` (at least 7x7) over the pixels whose 7x7 window
+    lies inside the image (skimage's default SSIM with its 3-pixel border cropped): window means
+    ``u = float32(window sum / 49)``, A1 = 2 ux uy + c1, A2 = 2 vxy + c2, B1 = ux² + uy² + c1, B2 = vx + vy + c2
+    (v: ``cov_norm`` times the window's covariance), S = A1 A2 / (B1 B2); float32 ``c1``, ``c2``, ``cov_norm``."""
+    H, W = x.shape
+    inv = 1.0 / 49.0
+    two = np.float32(2.0)
+    vx = np.zeros(W)
+    vy = np.zeros(W)
+    vxx = np.zeros(W)
+    vyy = np.zeros(W)
+    vxy = np.zeros(W)
+    for r in range(6):                          # the first window's rows but its last
+        for j in range(W):
+            a = x[r, j]
+            b = y[r, j]
+            vx[j] += a
+            vy[j] += b
+            vxx[j] += a * a
+            vyy[j] += b * b
+            vxy[j] += a * b
+    total = 0.0
+    for i in range(3, H - 3):
+        for j in range(W):                      # column sums of rows i-3 .. i+3
+            a = x[i + 3, j]
+            b = y[i + 3, j]
+            vx[j] += a
+            vy[j] += b
+            vxx[j] += a * a
+            vyy[j] += b * b
+            vxy[j] += a * b
+        sx = sy = sxx = syy = sxy = 0.0
+        for j in range(6):
+            sx += vx[j]
+            sy += vy[j]
+            sxx += vxx[j]
+            syy += vyy[j]
+            sxy += vxy[j]
+        for j in range(3, W - 3):
+            sx += vx[j + 3]
+            sy += vy[j + 3]
+            sxx += vxx[j + 3]
+            syy += vyy[j + 3]
+            sxy += vxy[j + 3]
+            ux = np.float32(sx * inv)
+            uy = np.float32(sy * inv)
+            a1 = ux * uy
+            a2 = (np.float32(sxy * inv) - a1) * cov_norm * two + c2
+            a1 = a1 * two + c1
+            ux2 = ux * ux
+            uy2 = uy * uy
+            b2 = (np.float32(sxx * inv) - ux2) * cov_norm + (np.float32(syy * inv) - uy2) * cov_norm + c2
+            b1 = ux2 + uy2 + c1
+            total += (a1 * a2) / (b1 * b2)
+            sx -= vx[j - 3]
+            sy -= vy[j - 3]
+            sxx -= vxx[j - 3]
+            syy -= vyy[j - 3]
+            sxy -= vxy[j - 3]
+        for j in range(W):                      # row i-3 leaves the window
+            a = x[i - 3, j]
+            b = y[i - 3, j]
+            vx[j] -= a
+            vy[j] -= b
+            vxx[j] -= a * a
+            vyy[j] -= b * b
+            vxy[j] -= a * b
+    return total / ((H - 6) * (W - 6))
+

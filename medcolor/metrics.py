@@ -9,9 +9,10 @@ Conventions: 2-D images are numpy arrays ``[H, W]``; 8-bit colour images are num
   of a small numba kernel (``medcolor._kernels``; ``benchmarks/kernels_ab.py`` shows that it pays).
 * :func:`ssim` - the SSIM of ``skimage.metrics.structural_similarity`` with its defaults (7x7 uniform
   window, sample covariance, K1 0.01, K2 0.03, the 3-pixel border cropped) -- the definition ``medcolor
-  evaluate`` scores with skimage itself -- for one 2-D image pair, computed with OpenCV's box filter: about
-  a sixth of skimage's cost per 512x512 slice (``benchmarks/kernels_ab.py`` prints both), the same value
-  to float rounding (tested against skimage).
+  evaluate`` scores with skimage itself -- for one 2-D image pair, in one pass of a numba kernel
+  (``medcolor._kernels.ssim_mean``): a fraction of skimage's cost, and of OpenCV's five box filters, per
+  512x512 slice (``benchmarks/kernels_ab.py`` prints all three), the same value to float rounding (tested
+  against skimage).
 * :func:`colourfulness` - Hasler & Suesstrunk (2003), "Measuring colourfulness in natural images",
   Proc. SPIE 5007: ``M = sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2)`` with
   ``rg = R - G`` and ``yb = (R + G) / 2 - B`` on 0..255 values.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import cv2
 import numpy as np
 import torch
 
@@ -69,36 +69,11 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     if x.shape != y.shape or x.ndim != 2 or min(x.shape) < _SSIM_WIN:
         raise ValueError(f"ssim needs two 2-D images of the same shape, at least 7x7; got {x.shape}, {y.shape}")
 
-    def mean(z: np.ndarray) -> np.ndarray:   # 7x7 window means (the border is cropped below)
-        return cv2.boxFilter(z, -1, (_SSIM_WIN, _SSIM_WIN), borderType=cv2.BORDER_REFLECT)
+    from medcolor import _kernels
 
-    ux, uy, uxx, uyy, uxy = mean(x), mean(y), mean(x * x), mean(y * y), mean(x * y)
     cov_norm = np.float32(_SSIM_WIN ** 2 / (_SSIM_WIN ** 2 - 1))       # sample covariance
     c1, c2 = np.float32((0.01 * data_range) ** 2), np.float32((0.03 * data_range) ** 2)
-    # skimage's formula with its rounding, in place (every full-size temporary costs page faults):
-    # A1 = 2 ux uy + c1, A2 = 2 vxy + c2, B1 = ux² + uy² + c1, B2 = vx + vy + c2, S = A1 A2 / (B1 B2)
-    a1 = ux * uy
-    uxy -= a1
-    uxy *= cov_norm
-    uxy *= 2
-    uxy += c2                                    # A2
-    a1 *= 2
-    a1 += c1                                     # A1
-    ux *= ux
-    uy *= uy
-    uxx -= ux
-    uyy -= uy
-    uxx *= cov_norm
-    uyy *= cov_norm
-    uxx += uyy
-    uxx += c2                                    # B2
-    ux += uy
-    ux += c1                                     # B1
-    a1 *= uxy
-    ux *= uxx
-    a1 /= ux                                     # S
-    p = _SSIM_BORDER
-    return float(a1[p:-p, p:-p].mean(dtype=np.float64))
+    return float(_kernels.ssim_mean(np.ascontiguousarray(x), np.ascontiguousarray(y), c1, c2, cov_norm))
 
 
 def measure_slice(l_in: np.ndarray, rgb8: np.ndarray, l_out: np.ndarray | None = None) -> dict[str, float]:

@@ -3,8 +3,8 @@
 image, L centred on 50 first (float32 cancellation in ``E[x²] - E[x]²``).
 
 The one CPU implementation: :func:`medcolor.colorizers.base.texture_level` wraps it for tensors, and a
-value table's per-slice levels call it directly. It imports no torch, so the pipeline's slice worker
-processes (:mod:`medcolor.slice_workers`) start quickly.
+value table's per-slice levels call it directly (no torch on that path). OpenCV's box filters and numpy in
+place: a one-pass numba kernel with the same values was no faster (docs/benchmarks.md, issue 16).
 """
 from __future__ import annotations
 
