@@ -11,6 +11,8 @@ OpenCV one thread), the fastest of ``--repeats`` passes, ms per slice:
 * the measures but SSIM: ``measure_slice``'s one numba pass (|ΔL| sums and histogram, colourfulness sums)
   / numpy, OpenCV and skimage (``cv2.absdiff``, mean, max, an exact ``np.partition`` p99, skimage's PSNR,
   colourfulness from int16 opponent channels and ``cv2.meanStdDev``);
+* exemplar's texture level: ``texture.levels`` (OpenCV's two box sums, then one numba pass) / the same
+  arithmetic as numpy passes in place (what medcolor used before), checked equal;
 * SSIM of L: ``metrics.ssim`` (skimage's default SSIM in one numba pass) / the same with OpenCV's five box
   filters and numpy (what medcolor used before) / skimage's ``structural_similarity`` itself (and with
   Gaussian weights, sigma 1.5, as medcolor reported before), with the largest difference of their values;
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_vs_floor import ROOT, SHARED_CT  # noqa: E402
 from stages import best as best_ms  # noqa: E402
 
-from medcolor import metrics, pipeline  # noqa: E402
+from medcolor import metrics, pipeline, texture  # noqa: E402
 from medcolor.io import read_slice, scan  # noqa: E402
 from medcolor.types import SeriesContext  # noqa: E402
 from medcolor.valuetable import ValueTable  # noqa: E402
@@ -84,6 +86,22 @@ def opencv_ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     return float(s_map[3:-3, 3:-3].mean(dtype=np.float64))
 
 
+def numpy_levels(L: np.ndarray, size: int, scale: float, n_levels: int) -> np.ndarray:
+    """The texture level with OpenCV's box sums and numpy passes in place (medcolor's before the kernel)."""
+    H, W = L.shape
+    x = L - np.float32(50.0)
+    count = texture.box_count(H, size)[:, None] * texture.box_count(W, size)[None, :]
+    m = cv2.boxFilter(x, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    np.multiply(x, x, out=x)
+    s2 = cv2.boxFilter(x, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    m /= count
+    s2 /= count
+    s2 -= np.multiply(m, m, out=x)
+    np.sqrt(np.maximum(s2, 0.0, out=s2), out=s2)
+    s2 *= np.float32(scale)
+    return np.clip(np.rint(s2, out=s2), 0.0, float(n_levels - 1), out=s2)
+
+
 def kernel_measures(l_in: np.ndarray, rgb: np.ndarray, l_out: np.ndarray) -> dict[str, float]:
     """``measure_slice`` but SSIM (SSIM is timed on its own below)."""
     saved, metrics.ssim = metrics.ssim, lambda *a: 0.0
@@ -126,6 +144,12 @@ def main() -> None:
                                                                             a.repeats)),
                  (f"{method}: measures but SSIM (numpy, OpenCV, skimage)",
                   best_ms(lambda x: numpy_measures(*x), done, a.repeats))]
+        if table.levels is not None:
+            keys, l_ins = table.levels.keywords, [x[0] for x in done]
+            assert all(np.array_equal(table.levels(x), numpy_levels(x, **keys)) for x in l_ins)
+            rows += [(f"{method}: texture level (OpenCV box sums, numba pass)", best_ms(table.levels, l_ins, a.repeats)),
+                     (f"{method}: texture level (OpenCV box sums, numpy passes)",
+                      best_ms(lambda x: numpy_levels(x, **keys), l_ins, a.repeats))]
     pairs = [(l_in, l_out) for l_in, _, l_out in done]            # exemplar's
     ours = [metrics.ssim(x, y, 100.0) for x, y in pairs]
     ref = [structural_similarity(x, y, data_range=100.0) for x, y in pairs]

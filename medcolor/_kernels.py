@@ -6,7 +6,9 @@ pays (it prints their cost per slice next to the same work in numpy):
   :func:`medcolor.metrics.measure_slice` and :func:`medcolor.metrics.colourfulness`);
 * SSIM (:func:`ssim_mean`; :func:`medcolor.metrics.ssim`) in one pass: window sums kept running in float64
   (as OpenCV's box filter sums float32 images), then the per-pixel arithmetic in float32 in the order numpy
-  did it, so the values are those of the five box filters and numpy passes it replaces.
+  did it, so the values are those of the five box filters and numpy passes it replaces;
+* the texture level's per-pixel arithmetic after OpenCV's two box sums (:func:`texture_finish`;
+  :func:`medcolor.texture.levels`), the float32 operations numpy did, in one pass.
 
 Imported on first use (importing numba costs ~0.2 s). Single-threaded, releasing the GIL: the pipeline's
 threads run several slices at once.
@@ -18,18 +20,19 @@ import warnings
 import numpy as np
 from numba import njit
 
-__all__ = ["rows", "gather", "delta_l_sums", "opponent_sums", "ssim_mean"]
+__all__ = ["rows", "gather", "delta_l_sums", "opponent_sums", "ssim_mean", "texture_finish"]
 
 
 def _jit(fn):
     """njit(nogil=True), cached on disk (compiled once per installation), in memory when no cache
-    location is writable."""
+    location is writable. numpy's error model: a float division by zero gives inf or NaN as in numpy
+    instead of a per-division check, which lets the compiler vectorise the loops."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return njit(cache=True, nogil=True)(fn)
+            return njit(cache=True, nogil=True, error_model="numpy")(fn)
     except Exception:  # numba: "cannot cache function ...: no locator available" (read-only tree)
-        return njit(cache=False, nogil=True)(fn)
+        return njit(cache=False, nogil=True, error_model="numpy")(fn)
 
 
 @_jit
@@ -175,3 +178,18 @@ def ssim_mean(x, y, c1, c2, cov_norm):
             vxy[j] -= a * b
     return total / ((H - 6) * (W - 6))
 
+
+
+@_jit
+def texture_finish(msum, ssum, count_r, count_c, scale, top, out):
+    """Texture levels ``out`` (float32 ``[H, W]``) from the box sums of x and x² (float32 ``[H, W]``) over
+    ``count_r[i] * count_c[j]`` pixels: m = Σx / c, var = Σx² / c - m², level = ``clip(rint(sqrt(max(var, 0))
+    * scale), 0, top)``, in float32 (``scale``, ``top`` float32)."""
+    zero = np.float32(0.0)
+    for i in range(msum.shape[0]):
+        rows = count_r[i]
+        for j in range(msum.shape[1]):
+            c = rows * count_c[j]
+            m = msum[i, j] / c
+            var = ssum[i, j] / c - m * m
+            out[i, j] = min(max(np.rint(np.sqrt(max(var, zero)) * scale), zero), top)

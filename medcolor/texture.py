@@ -3,8 +3,9 @@
 image, L centred on 50 first (float32 cancellation in ``E[x²] - E[x]²``).
 
 The one CPU implementation: :func:`medcolor.colorizers.base.texture_level` wraps it for tensors, and a
-value table's per-slice levels call it directly (no torch on that path). OpenCV's box filters and numpy in
-place: a one-pass numba kernel with the same values was no faster (docs/benchmarks.md, issue 16).
+value table's per-slice levels call it directly (no torch on that path). OpenCV's two box sums, then the
+per-pixel arithmetic in one numba pass (``medcolor._kernels.texture_finish``: the float32 operations numpy did
+in place, the same values; ``benchmarks/kernels_ab.py`` compares the two).
 """
 from __future__ import annotations
 
@@ -23,19 +24,15 @@ def box_count(n: int, size: int) -> np.ndarray:
 
 def levels(L: np.ndarray, size: int, scale: float, n_levels: int) -> np.ndarray:
     """Texture levels (float32 holding integers) of ``L`` float32 ``[..., H, W]``, the same shape."""
+    from medcolor import _kernels  # numba: imported on first use
+
     H, W = L.shape[-2:]
     x = np.asarray(L, dtype=np.float32) - np.float32(50.0)
     out = np.empty_like(x)
-    count = box_count(H, size)[:, None] * box_count(W, size)[None, :]
-    top = float(n_levels - 1)
-    for xi, si in zip(x.reshape(-1, H, W), out.reshape(-1, H, W)):
+    count_r, count_c = box_count(H, size), box_count(W, size)
+    for xi, oi in zip(x.reshape(-1, H, W), out.reshape(-1, H, W)):
         m = cv2.boxFilter(xi, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
         np.multiply(xi, xi, out=xi)
-        cv2.boxFilter(xi, -1, (size, size), dst=si, normalize=False, borderType=cv2.BORDER_CONSTANT)
-        m /= count
-        si /= count
-        si -= np.multiply(m, m, out=xi)                               # E[x²] - E[x]²
-        np.sqrt(np.maximum(si, 0.0, out=si), out=si)
-        si *= np.float32(scale)
-        np.clip(np.rint(si, out=si), 0.0, top, out=si)
+        s2 = cv2.boxFilter(xi, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        _kernels.texture_finish(m, s2, count_r, count_c, np.float32(scale), np.float32(n_levels - 1), oi)
     return out
