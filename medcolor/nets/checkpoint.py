@@ -79,10 +79,10 @@ def check_chroma_gain(gain: Any = 1.0, l_slope: Any = 0.0, where: str | Path = "
     """The inference chroma gain ``{"a": GA, "b": GB, "l_slope": K}`` (plus ``"centre": [CA, CB]`` when
     not zero): predicted a becomes ``CA + (a - CA) GA (1 + K (L - 50) / 50)``, b likewise with GB, CB (the
     factor clamped at 0). ``gain`` is a number (both channels), ``"G"``, ``"GA,GB"`` or such a dict
-    (which then carries its own slope and centre); one-line MedcolorError unless 0 < GA, GB <=
+    (which then carries its own slope, and its centre unless it has none); one-line MedcolorError unless 0 < GA, GB <=
     CHROMA_GAIN_MAX, -1 <= K <= 1 and the centre passes :func:`check_chroma_centre`."""
     if isinstance(gain, dict):
-        gain, l_slope, centre = [gain.get("a"), gain.get("b")], gain.get("l_slope", 0.0), gain.get("centre")
+        gain, l_slope, centre = [gain.get("a"), gain.get("b")], gain.get("l_slope", 0.0), gain.get("centre", centre)
     parts = [p for p in gain.split(",")] if isinstance(gain, str) else gain if isinstance(gain, list) else [gain]
     ab = [_number(v) for v in parts] * (2 if len(parts) == 1 else 1)
     k = _number(l_slope)

@@ -242,8 +242,8 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     if cfg.batch_size < 1 or cfg.size < 16 or cfg.size % 16:
         raise MedcolorError("batch size must be >= 1 and size a multiple of 16 (>= 16)", where="--size/--batch-size")
     mean_centre = isinstance(cfg.chroma_centre, str) and cfg.chroma_centre.strip().lower() == "mean"
-    gain = check_chroma_gain(cfg.chroma_gain, cfg.chroma_gain_slope)
-    check_chroma_centre(None if mean_centre else cfg.chroma_centre)
+    check_chroma_gain(cfg.chroma_gain, cfg.chroma_gain_slope)   # both refused before any work; "mean" is
+    check_chroma_centre(None if mean_centre else cfg.chroma_centre)  # resolved once the images are loaded
     world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
