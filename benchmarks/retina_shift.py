@@ -4,7 +4,8 @@ colour shifts, scored as the shared tools score them.
 usage: python benchmarks/retina_shift.py [--model retina] [--model other.pt ...]
                                          [--data /work/shared/data/chase_db1] [--train-split 01-07]
                                          [--shifts all|none|NAME,NAME] [--threads 2] [-o result.json]
-                                         [--gains 0.9,0.94,0.85:0.94:0.1 [--max-drop 1.0]]
+                                         [--gains 0.9,0.94,0.85:0.94:0.1,0.85@mean [--max-drop 1.0 | --bars
+                                          none=29,desaturated=22,camera-a=22]]
 
 For each shift, every test photo (``test/images``, children 08-14; with ``--train-split 08-14`` the
 other fold, ``training/images`` 01-07, so no child is on both sides either way) is re-rendered as another
@@ -24,11 +25,14 @@ and darker exposure, a flatter tone curve, lower and higher saturation, and two 
 ``--gains G,G,...`` scores each model once per inference chroma gain (a copy of the checkpoint with
 that ``chroma_gain`` in its manifest, as ``medcolor train`` writes it; columns ``MODEL xG``). Each G is a
 gain for both a and b, or ``GA:GB`` (``--chroma-gain GA,GB``) or ``GA:GB:K`` (with ``--chroma-gain-slope
-K``).
+K``); a suffix ``@mean`` scales towards the training photos' mean a,b instead of towards gray
+(``--chroma-centre mean``: the training fold's, as the ``mean-ab`` baseline's photos), ``@CA:CB`` towards
+that a,b.
 With ``--max-drop D`` (needs ``none`` among the shifts) it then picks, per model, the gain with the best
 worst-shift PSNR among those whose in-domain (``none``) PSNR is within D dB of the model's own (its
 checkpoint's gain) -- the gain to train the shipped model with (``benchmarks/train_shipped.py
---chroma-gain``).
+--chroma-gain``). With ``--bars none=29,desaturated=22,...`` it picks instead, per model, the gain whose
+smallest margin over those PSNR bars (PSNR minus the bar, over the shifts named) is the largest.
 """
 from __future__ import annotations
 
@@ -106,15 +110,24 @@ def evaluate_shift(models: dict[str, str], train_dir: Path, test_dir: Path, shif
     return out
 
 
-def parse_gain(spec: str) -> dict[str, float]:
-    """``G``, ``GA:GB`` or ``GA:GB:K`` -> the manifest's chroma gain (``check_chroma_gain``)."""
+def parse_gain(spec: str, train_dir: Path | None = None) -> dict[str, float]:
+    """``G``, ``GA:GB`` or ``GA:GB:K``, then optionally ``@mean`` (towards the mean a,b of the photos in
+    ``train_dir``, as ``medcolor train --chroma-centre mean`` stores it) or ``@CA:CB`` -> the manifest's
+    chroma gain (``check_chroma_gain``). Without ``train_dir`` a ``@mean`` is only checked for syntax."""
     from medcolor.nets.checkpoint import check_chroma_gain
 
-    parts = spec.strip().split(":")
-    return check_chroma_gain(",".join(parts[:2]), parts[2] if len(parts) > 2 else 0.0, where="--gains")
+    spec, _, centre = spec.strip().partition("@")
+    parts, centre = spec.split(":"), centre.strip().replace(":", ",") or None
+    if centre is not None and centre.lower() == "mean":
+        from medcolor.train.data import find_images, load_images
+        from medcolor.train.loop import TrainConfig
+        from medcolor.train.lut import chroma_centre
+
+        centre = chroma_centre("mean", load_images(find_images(train_dir), TrainConfig.work_size)) if train_dir else None
+    return check_chroma_gain(",".join(parts[:2]), parts[2] if len(parts) > 2 else 0.0, where="--gains", centre=centre)
 
 
-def gain_variants(models: list[str], gains: list[str], tmp: Path) -> dict[str, str]:
+def gain_variants(models: list[str], gains: list[str], tmp: Path, train_dir: Path) -> dict[str, str]:
     """``{column label: checkpoint path}``: each model as it is, and for each gain a copy of it with that
     inference chroma gain in its manifest (the weights untouched)."""
     from medcolor.nets.checkpoint import resolve_model
@@ -125,7 +138,7 @@ def gain_variants(models: list[str], gains: list[str], tmp: Path) -> dict[str, s
         out[model] = model
         for i, g in enumerate(gains):
             dst = tmp / "gains" / f"{Path(model).stem}-x{i}.pt"
-            export_inference(resolve_model(model), dst, {"chroma_gain": parse_gain(g)})
+            export_inference(resolve_model(model), dst, {"chroma_gain": parse_gain(g, train_dir)})
             out[f"{model} x{g}"] = str(dst)
     return out
 
@@ -144,6 +157,25 @@ def pick_gain(results: dict, model: str, gains: list[str], max_drop: float) -> t
     return best
 
 
+def parse_bars(spec: str) -> dict[str, float]:
+    """``"none=29,desaturated=22"`` -> ``{"none": 29.0, "desaturated": 22.0}`` (shift names checked)."""
+    bars = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, value = item.partition("=")
+        if name not in SHIFTS or not value:
+            raise ValueError(f"--bars: {item!r} is not SHIFT=dB with SHIFT one of {', '.join(SHIFTS)}")
+        bars[name] = float(value)
+    return bars
+
+
+def pick_by_bars(results: dict, model: str, gains: list[str], bars: dict[str, float]) -> tuple[str, float]:
+    """``(gain, margin)``: the gain of ``model`` whose smallest margin over the bars (PSNR minus the bar, of
+    each shift named in ``bars``) is the largest -- the choice that clears every bar by the most."""
+    margin = {g: min(results[s][f"{model} x{g}"]["psnr"] - b for s, b in bars.items()) for g in gains}
+    best = max(gains, key=lambda g: margin[g])
+    return best, margin[best]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", default=[])
@@ -156,6 +188,8 @@ def main() -> None:
     ap.add_argument("--gains", default="", help="comma-separated inference chroma gains to score each model at")
     ap.add_argument("--max-drop", type=float, help="pick the gain (see the module docstring) allowing this "
                     "in-domain PSNR drop in dB")
+    ap.add_argument("--bars", default="", help="pick the gain (see the module docstring) that clears these "
+                    "PSNR bars by the largest smallest margin, e.g. none=29,desaturated=22,camera-a=22")
     ap.add_argument("-o", "--output", type=Path)
     a = ap.parse_args()
     from medcolor.errors import MedcolorError
@@ -174,8 +208,14 @@ def main() -> None:
     results = {}
     if a.max_drop is not None and ("none" not in names or not gains or len(names) < 2):
         ap.error("--max-drop needs --gains and the shift 'none' beside at least one other")
+    try:
+        bars = parse_bars(a.bars)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if bars and (not gains or not set(bars) <= set(names)):
+        ap.error("--bars needs --gains and every shift it names among --shifts")
     with tempfile.TemporaryDirectory() as tmp:
-        columns = gain_variants(models, gains, Path(tmp))
+        columns = gain_variants(models, gains, Path(tmp), train_dir)
         for shift in names:
             results[shift] = evaluate_shift(columns, train_dir, test_dir, shift, Path(tmp), a.max_side)
             print(shift, json.dumps({k: round(v["psnr"], 2) for k, v in results[shift].items()}), flush=True)
@@ -198,6 +238,10 @@ def main() -> None:
             print(f"{model}: " + (f"no gain keeps the in-domain drop within {a.max_drop:g} dB" if best is None else
                                   f"gain {best[0]} (in-domain {best[1]:.2f} dB, worst shift {best[2]:.2f} dB; "
                                   f"in-domain drop within {a.max_drop:g} dB)"))
+    for model in models if bars else []:
+        g, m = pick_by_bars(results, model, gains, bars)
+        print(f"{model}: gain {g} clears the bars {a.bars} by at least {m:.2f} dB "
+              f"(" + ", ".join(f"{s} {results[s][f'{model} x{g}']['psnr']:.2f}" for s in bars) + ")")
     if a.output:
         a.output.write_text(json.dumps(results, indent=1))
 

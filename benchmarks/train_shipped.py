@@ -2,12 +2,13 @@
 
 usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only retina|cyclegan-meat]
                                           [--retina-minutes 10 | --retina-steps 900 | --keep-weights]
-                                          [--chroma-gain G|GA,GB] [--chroma-gain-slope K]
+                                          [--chroma-gain G|GA,GB] [--chroma-gain-slope K] [--chroma-centre zero|mean]
                                           [--cyclegan-minutes 15]
 
 * ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14, with the inference
-  chroma gain ``--chroma-gain``/``--chroma-gain-slope`` (as ``medcolor train``'s; chosen by
-  ``benchmarks/retina_shift.py --gains ... --max-drop D``: paler cameras, docs/cnn.md "Camera shift"); ``--retina-steps`` trains a fixed step count (repeatable) instead
+  chroma gain ``--chroma-gain``/``--chroma-gain-slope``/``--chroma-centre`` (as ``medcolor train``'s; chosen
+  by ``benchmarks/retina_shift.py --gains ... --bars ...`` on the other fold: paler cameras, docs/cnn.md
+  "Camera shift"); ``--retina-steps`` trains a fixed step count (repeatable) instead
   of the time budget. ``--keep-weights`` does not train: the shipped retina.pt's weights are re-exported
   with the new chroma gain, and its validation re-measured at that gain (the gain is an inference-time
   scale, so the weights the gain was chosen for stay the shipped ones).
@@ -44,7 +45,9 @@ sys.path.insert(0, str(ROOT))
 from medcolor.nets.checkpoint import MODELS_DIR, build_model, check_chroma_gain, chroma_gain, load_checkpoint  # noqa: E402,E501
 from medcolor.train.checkpoint import export_inference  # noqa: E402
 from medcolor.train.cyclegan import CycleConfig, train_cyclegan  # noqa: E402
+from medcolor.train.data import find_images, load_images  # noqa: E402
 from medcolor.train.loop import TrainConfig, train  # noqa: E402
+from medcolor.train.lut import chroma_centre  # noqa: E402
 
 CHASE_ATTR = ("CHASE_DB1 (Kingston University London / St George's, University of London; Fraz et al., "
               "IEEE TBME 59(9):2538-2548, 2012), CC BY 4.0; images 01-07 used for training")
@@ -161,6 +164,8 @@ def main() -> None:
     ap.add_argument("--retina-steps", type=int, help="train retina for this many steps (no time budget)")
     ap.add_argument("--chroma-gain", default="1", help="retina's inference chroma gain, G or GA,GB")
     ap.add_argument("--chroma-gain-slope", type=float, default=0.0, help="retina's chroma gain slope over L")
+    ap.add_argument("--chroma-centre", default="zero", help="retina's chroma centre: zero | mean (of its training "
+                    "photos) | CA,CB")
     ap.add_argument("--keep-weights", action="store_true", help="retina: no training, re-export the shipped "
                     "weights with --chroma-gain")
     a = ap.parse_args()
@@ -168,7 +173,10 @@ def main() -> None:
     mf = MODELS_DIR / "manifest.json"
     doc = json.loads(mf.read_text()) if mf.is_file() else {"models": {}}
     chase = a.data / "chase_db1"
-    gain = check_chroma_gain(a.chroma_gain, a.chroma_gain_slope)
+    centre = a.chroma_centre   # "mean": of the photos retina is trained on, as medcolor train --chroma-centre mean
+    if centre.strip().lower() == "mean":
+        centre = chroma_centre(centre, load_images(find_images(chase / "training" / "images"), TrainConfig.work_size))
+    gain = check_chroma_gain(a.chroma_gain, a.chroma_gain_slope, centre=centre)
     if a.keep_weights:
         doc["models"]["retina"] = regain("retina", chase / "test" / "images", gain, doc["models"]["retina"])
     elif a.only in (None, "retina"):

@@ -160,6 +160,7 @@ def register(app: typer.Typer) -> None:
         camera_aug: float = typer.Option(0.0, "--camera-aug", help="Strength (0..1) of random camera-like colour shifts of the training photos (white balance, exposure, tone, saturation); 0 = off. For models that must carry over to other cameras."),
         chroma_gain: str = typer.Option("1", "--chroma-gain", help="cnn: scale of the predicted a,b at inference, G or GA,GB (0 < G <= 2), stored in the checkpoint; below 1 for models that must carry over to paler cameras (pick it with benchmarks/retina_shift.py --gains; docs/cnn.md)."),
         chroma_gain_slope: float = typer.Option(0.0, "--chroma-gain-slope", help="cnn: the chroma gain times 1 + K (L - 50) / 50 (-1 <= K <= 1; 0: the same gain at every lightness)."),
+        chroma_centre: str = typer.Option("zero", "--chroma-centre", help="cnn: the point --chroma-gain scales a,b towards: zero (gray) | mean (the training images' mean a,b, stored as numbers) | CA,CB."),
         prior: str = typer.Option("auto", "--prior", help="Luminance prior: retrieval (per-image lookups of the training images, by histogram similarity) | global (one lookup) | auto (retrieval from 8 images on)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
@@ -207,7 +208,7 @@ def register(app: typer.Typer) -> None:
                                workers=workers, name=name, prior=prior, arch=arch.strip().lower(),
                                width_mult=width_mult, backbone_weights=list(backbone_weights),
                                camera_aug=camera_aug, chroma_gain=chroma_gain,
-                               chroma_gain_slope=chroma_gain_slope))
+                               chroma_gain_slope=chroma_gain_slope, chroma_centre=chroma_centre))
 
         guard(go)
 

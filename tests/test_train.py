@@ -151,6 +151,43 @@ def test_chroma_gain_is_stored_and_scales_the_predicted_ab(crops: Path, tmp_path
         "parameters"]["chroma_gain"] == "0.8,0.6 L slope 0.5"
 
 
+def test_chroma_centre_mean_is_the_training_mean_and_the_gain_scales_towards_it(crops: Path, tmp_path: Path) -> None:
+    """``--chroma-centre mean``: the training images' mean a,b is stored (as numbers) beside the gain, and
+    the backend's a,b are ``centre + G (ab - centre)`` of the same weights' G = 1 prediction."""
+    from medcolor.colorizers import get_colorizer
+    from medcolor.train.data import find_images, load_images
+    from medcolor.train.lut import mean_ab
+
+    train(tiny_config(crops, tmp_path / "one.pt", steps=3))
+    train(tiny_config(crops, tmp_path / "mean.pt", steps=3, chroma_gain=0.5, chroma_centre="mean"))
+    m1, m2 = load_checkpoint(tmp_path / "one.pt")[0], load_checkpoint(tmp_path / "mean.pt")[0]
+    want = mean_ab(load_images(find_images(crops), tiny_config(crops, tmp_path / "x.pt").work_size))
+    c = torch.tensor(m2["chroma_gain"]["centre"])
+    assert "centre" not in m1["chroma_gain"] and m1["weights_sha256"] == m2["weights_sha256"]
+    assert c.abs().max() > 5 and torch.allclose(c, want, atol=0.006)
+    L = torch.linspace(5, 95, 40 * 36).reshape(1, 1, 40, 36)
+    ab1 = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "one.pt")).colorize(L)
+    col = get_colorizer("cnn", device="cpu", **load_model_options(tmp_path / "mean.pt"))
+    assert torch.allclose(col.colorize(L), c.view(1, 2, 1, 1) + 0.5 * (ab1 - c.view(1, 2, 1, 1)), atol=1e-4)
+    assert col.provenance()["parameters"]["chroma_gain"] == "0.5 towards {:g},{:g}".format(*c.tolist())
+    # numbers work too, and zero is no centre at all
+    train(tiny_config(crops, tmp_path / "num.pt", steps=1, chroma_gain=0.9, chroma_centre="10,-20"))
+    assert load_checkpoint(tmp_path / "num.pt")[0]["chroma_gain"]["centre"] == [10.0, -20.0]
+
+
+@pytest.mark.parametrize("bad", [["median"], ["10"], ["10,20,30"], ["200,0"], ["nan,0"], [""]])
+def test_cli_bad_chroma_centre_is_rc2_before_any_work(crops: Path, tmp_path: Path, bad: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from medcolor.cli.app import app
+
+    out = tmp_path / "c.pt"
+    res = CliRunner().invoke(app, ["train", "--data", str(crops), "-o", str(out), "--steps", "2", "--size", "32",
+                                   "--chroma-gain", "0.9", "--chroma-centre", *bad])
+    assert res.exit_code == 2 and "--chroma-centre" in res.output and "Traceback" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) <= 2 and not out.exists() and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("bad", [["0"], ["-0.5"], ["2.5"], ["nan"], ["abc"], ["0.9,0.9,0.9"], ["0.9,"],
                                  ["0.9", "--chroma-gain-slope", "1.5"]])
 def test_cli_bad_chroma_gain_is_rc2_before_any_work(crops: Path, tmp_path: Path, bad: list[str]) -> None:
@@ -177,3 +214,7 @@ def test_a_checkpoint_with_a_bad_chroma_gain_is_refused(crops: Path, tmp_path: P
     options["manifest"]["chroma_gain"] = 0
     with pytest.raises(MedcolorError, match="chroma gain"):
         get_colorizer("cnn", device="cpu", **options)
+    export_inference(tmp_path / "t.pt", tmp_path / "far.pt", {"chroma_gain": {"a": 0.9, "b": 0.9, "l_slope": 0,
+                                                                              "centre": [500, 0]}})
+    with pytest.raises(MedcolorError, match="far.pt.*chroma centre|chroma centre.*far.pt"):
+        load_model_options(tmp_path / "far.pt")

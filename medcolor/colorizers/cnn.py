@@ -11,8 +11,8 @@ chroma resolution; the pipeline upsamples it and joins it to the untouched full-
 Options (the pipeline reads the checkpoint and passes its contents; the backend never reads files):
 ``manifest`` (dict) and ``state_dict`` (tensors) from :func:`medcolor.nets.checkpoint.load_model_options`,
 ``model_label`` (name shown in provenance), ``max_chroma_pixels`` (default 2048*2048). The checkpoint's
-``chroma_gain`` (``medcolor train --chroma-gain``, none when absent) scales the predicted a,b
-(:func:`medcolor.nets.checkpoint.apply_chroma_gain`).
+``chroma_gain`` (``medcolor train --chroma-gain``/``--chroma-centre``, none when absent) scales the
+predicted a,b towards its centre (:func:`medcolor.nets.checkpoint.apply_chroma_gain`).
 Batched on any device; autocast (float16) on CUDA only.
 """
 from __future__ import annotations
@@ -87,10 +87,12 @@ class CnnColorizer(Colorizer):
         return apply_chroma_gain(L, predict_ab(self.net, L, self.model_size, self.max_chroma_pixels), self.chroma_gain)
 
     def _gain_text(self) -> str:
-        """The chroma gain as provenance shows it: ``0.96``, ``0.88,0.94`` (a, b), `` L slope 0.1`` added."""
+        """The chroma gain as provenance shows it: ``0.96``, ``0.88,0.94`` (a, b), `` L slope 0.1`` and
+        `` towards 27.3,33.3`` (its centre, when not a = b = 0) added."""
         g = self.chroma_gain
         text = f"{g['a']:g}" if g["a"] == g["b"] else f"{g['a']:g},{g['b']:g}"
-        return text + (f" L slope {g['l_slope']:g}" if g["l_slope"] else "")
+        text += f" L slope {g['l_slope']:g}" if g["l_slope"] else ""
+        return text + (" towards {:g},{:g}".format(*g["centre"]) if g.get("centre") else "")
 
     def provenance(self) -> dict[str, Any]:
         data = self.manifest.get("training_data") or {}

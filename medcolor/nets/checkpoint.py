@@ -30,9 +30,10 @@ import torch
 
 from medcolor.errors import MedcolorError
 from medcolor.nets import cyclegan, fusion, inception_resnet_unet, tutorial, unet
+from medcolor.nets.lookup import AB_LIMIT
 
 __all__ = ["ARCHITECTURES", "CHROMA_GAIN_MAX", "FORMAT", "METHOD_ARCH", "MODELS_DIR", "build_model", "build_network",
-           "apply_chroma_gain", "check_chroma_gain", "chroma_gain", "default_model", "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
+           "apply_chroma_gain", "check_chroma_centre", "check_chroma_gain", "chroma_gain", "default_model", "load_checkpoint", "load_model_options", "network_from_options", "resolve_model", "shipped_models",
            "shipped_names", "state_sha256"]
 
 FORMAT = "medcolor-cnn/1"
@@ -58,13 +59,30 @@ def _number(v: Any) -> float:
         return float("nan")
 
 
-def check_chroma_gain(gain: Any = 1.0, l_slope: Any = 0.0, where: str | Path = "--chroma-gain") -> dict[str, float]:
-    """The inference chroma gain ``{"a": GA, "b": GB, "l_slope": K}``: predicted a is scaled by
-    ``GA * (1 + K (L - 50) / 50)``, b by ``GB * (...)`` (clamped at 0). ``gain`` is a number (both
-    channels), ``"G"``, ``"GA,GB"`` or such a dict (which then carries its own slope); one-line
-    MedcolorError unless 0 < GA, GB <= CHROMA_GAIN_MAX and -1 <= K <= 1."""
+def check_chroma_centre(centre: Any = None, where: str | Path = "--chroma-centre") -> list[float] | None:
+    """The point the chroma gain scales a,b towards: None (or ``"zero"``) for a = b = 0, else
+    ``[CA, CB]`` from ``"CA,CB"`` or a pair of numbers; one-line MedcolorError unless both are within
+    +-AB_LIMIT. (``medcolor train --chroma-centre mean`` resolves to numbers before it gets here.)"""
+    if centre is None or (isinstance(centre, str) and centre.strip().lower() in ("zero", "0", "0,0")):
+        return None
+    parts = centre.split(",") if isinstance(centre, str) else centre if isinstance(centre, (list, tuple)) else [centre]
+    c = [_number(v) for v in parts]
+    if len(c) != 2 or not all(-AB_LIMIT <= v <= AB_LIMIT for v in c):  # refuses NaN
+        raise MedcolorError(f"chroma centre must be zero, mean or CA,CB within +-{AB_LIMIT:g}, not {centre!r}",
+                            where=where, hint="zero scales a,b towards gray; mean towards the training images' "
+                                              "mean a,b (docs/cnn.md, Camera shift)")
+    return None if c == [0.0, 0.0] else c
+
+
+def check_chroma_gain(gain: Any = 1.0, l_slope: Any = 0.0, where: str | Path = "--chroma-gain",
+                      centre: Any = None) -> dict[str, Any]:
+    """The inference chroma gain ``{"a": GA, "b": GB, "l_slope": K}`` (plus ``"centre": [CA, CB]`` when
+    not zero): predicted a becomes ``CA + (a - CA) GA (1 + K (L - 50) / 50)``, b likewise with GB, CB (the
+    factor clamped at 0). ``gain`` is a number (both channels), ``"G"``, ``"GA,GB"`` or such a dict
+    (which then carries its own slope, and its centre unless it has none); one-line MedcolorError unless 0 < GA, GB <=
+    CHROMA_GAIN_MAX, -1 <= K <= 1 and the centre passes :func:`check_chroma_centre`."""
     if isinstance(gain, dict):
-        gain, l_slope = [gain.get("a"), gain.get("b")], gain.get("l_slope", 0.0)
+        gain, l_slope, centre = [gain.get("a"), gain.get("b")], gain.get("l_slope", 0.0), gain.get("centre", centre)
     parts = [p for p in gain.split(",")] if isinstance(gain, str) else gain if isinstance(gain, list) else [gain]
     ab = [_number(v) for v in parts] * (2 if len(parts) == 1 else 1)
     k = _number(l_slope)
@@ -72,18 +90,22 @@ def check_chroma_gain(gain: Any = 1.0, l_slope: Any = 0.0, where: str | Path = "
         raise MedcolorError(f"chroma gain must be G or GA,GB in (0, {CHROMA_GAIN_MAX:g}] with an L slope in "
                             f"[-1, 1], not {gain!r} (slope {l_slope!r})", where=where,
                             hint="1 keeps the predicted chroma; below 1 makes it paler (docs/cnn.md, Camera shift)")
-    return {"a": ab[0], "b": ab[1], "l_slope": k}
+    out: dict[str, Any] = {"a": ab[0], "b": ab[1], "l_slope": k}
+    c = check_chroma_centre(centre, where=where)
+    if c is not None:
+        out["centre"] = c
+    return out
 
 
-def chroma_gain(manifest: dict[str, Any], where: str | Path = "--model") -> dict[str, float]:
+def chroma_gain(manifest: dict[str, Any], where: str | Path = "--model") -> dict[str, Any]:
     """The inference chroma gain of a cnn checkpoint (``manifest["chroma_gain"]``, a number or
     :func:`check_chroma_gain`'s dict; none when absent)."""
     return check_chroma_gain(manifest.get("chroma_gain", 1.0), where=where)
 
 
-def apply_chroma_gain(L: torch.Tensor, ab: torch.Tensor, gain: dict[str, float]) -> torch.Tensor:
-    """``ab`` ``[B,2,h,w]`` scaled by the chroma gain (:func:`check_chroma_gain`); ``L`` ``[B,1,H,W]``
-    (0..100) is area-resized to ``(h, w)`` when the gain depends on L."""
+def apply_chroma_gain(L: torch.Tensor, ab: torch.Tensor, gain: dict[str, Any]) -> torch.Tensor:
+    """``ab`` ``[B,2,h,w]`` scaled by the chroma gain towards its centre (:func:`check_chroma_gain`);
+    ``L`` ``[B,1,H,W]`` (0..100) is area-resized to ``(h, w)`` when the gain depends on L."""
     if gain == NO_GAIN:
         return ab
     g = torch.tensor([gain["a"], gain["b"]], dtype=ab.dtype, device=ab.device).view(1, 2, 1, 1)
@@ -91,7 +113,11 @@ def apply_chroma_gain(L: torch.Tensor, ab: torch.Tensor, gain: dict[str, float])
         if L.shape[-2:] != ab.shape[-2:]:
             L = torch.nn.functional.interpolate(L, size=tuple(ab.shape[-2:]), mode="area")
         g = g * (1.0 + gain["l_slope"] * (L.to(ab.dtype) - 50.0) / 50.0).clamp(min=0.0)
-    return ab * g
+    c = gain.get("centre")
+    if c is None:
+        return ab * g
+    c = torch.tensor(c, dtype=ab.dtype, device=ab.device).view(1, 2, 1, 1)
+    return c + (ab - c) * g
 
 
 def build_network(arch: str, args: dict[str, Any]) -> torch.nn.Module:

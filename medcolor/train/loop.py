@@ -38,13 +38,13 @@ from medcolor.colorizers.base import resolve_device
 from medcolor.errors import MedcolorError
 from medcolor.nets.backbones import load_backbone_weights
 from medcolor.nets.checkpoint import (ARCHITECTURES, METHOD_ARCH, NO_GAIN, apply_chroma_gain, build_network,
-                                     check_chroma_gain, load_checkpoint)
+                                     check_chroma_centre, check_chroma_gain, load_checkpoint)
 from medcolor.nets.lookup import soft_histogram
 from medcolor.nets.unet import ARCH
 from medcolor.train.checkpoint import save_checkpoint
 from medcolor.train.data import AugmentedColourDataset, describe_data, find_images, load_images, whole_images
 from medcolor.train.losses import ab_mse_loss, colour_loss
-from medcolor.train.lut import fit_l_lut
+from medcolor.train.lut import chroma_centre, fit_l_lut
 
 __all__ = ["TrainConfig", "train", "validate"]
 
@@ -79,7 +79,8 @@ class TrainConfig:
     budget_clock: str = "wall"        # "wall" | "cpu" (process CPU time) for max_minutes
     camera_aug: float = 0.0           # strength of random camera-like colour shifts (data.random_camera); 0 = off
     chroma_gain: Any = 1.0            # inference-time scale of the predicted a,b: G or "GA,GB" (manifest
-    chroma_gain_slope: float = 0.0    # "chroma_gain", nets.checkpoint.check_chroma_gain), times 1 + slope (L-50)/50;
+    chroma_gain_slope: float = 0.0    # "chroma_gain", nets.checkpoint.check_chroma_gain), times 1 + slope (L-50)/50,
+    chroma_centre: Any = "zero"       # towards "zero" (a = b = 0), "mean" (the training images' mean ab) or "CA,CB";
                                       # not in the loss, applied in validation as at inference
     device: str = "cpu"
     workers: int = 0
@@ -240,7 +241,9 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     c0 = clock()
     if cfg.batch_size < 1 or cfg.size < 16 or cfg.size % 16:
         raise MedcolorError("batch size must be >= 1 and size a multiple of 16 (>= 16)", where="--size/--batch-size")
-    gain = check_chroma_gain(cfg.chroma_gain, cfg.chroma_gain_slope)
+    mean_centre = isinstance(cfg.chroma_centre, str) and cfg.chroma_centre.strip().lower() == "mean"
+    check_chroma_gain(cfg.chroma_gain, cfg.chroma_gain_slope)   # both refused before any work; "mean" is
+    check_chroma_centre(None if mean_centre else cfg.chroma_centre)  # resolved once the images are loaded
     world, rank, device = init_distributed(resolve_device(cfg.device))
     steps_total = cfg.steps if cfg.steps is not None else (10 ** 7 if cfg.max_minutes else 2000)
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
@@ -262,6 +265,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> dict[str, Any
     else:
         net, arch_args, backbones = _seed_network(cfg)
     images = load_images(files, cfg.work_size)
+    gain = check_chroma_gain(cfg.chroma_gain, cfg.chroma_gain_slope, centre=chroma_centre(cfg.chroma_centre, images))
     val_files = find_images(cfg.val) if cfg.val else files
     val_images = load_images(val_files, cfg.work_size) if cfg.val else images
     val_batch = whole_images(val_images[:32], cfg.size)

@@ -12,10 +12,11 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
+from medcolor.nets.checkpoint import check_chroma_centre
 from medcolor.nets.lookup import LUT_BINS
 from medcolor.train.data import lab_of
 
-__all__ = ["fit_l_lut", "mean_ab"]
+__all__ = ["chroma_centre", "fit_l_lut", "mean_ab"]
 
 
 def _labs(images: Iterable[torch.Tensor]):
@@ -60,3 +61,11 @@ def mean_ab(images: Iterable[torch.Tensor]) -> torch.Tensor:
         total += lab[1:].sum(dim=1)
         n += lab.shape[1]
     return (total / max(n, 1)).float()
+
+
+def chroma_centre(spec: str, images: Iterable[torch.Tensor]) -> list[float] | None:
+    """``--chroma-centre``: ``"mean"`` -> the images' :func:`mean_ab` (rounded to 0.01), anything else as
+    :func:`medcolor.nets.checkpoint.check_chroma_centre` takes it (``"zero"`` -> None, ``"CA,CB"``)."""
+    if isinstance(spec, str) and spec.strip().lower() == "mean":
+        return [round(float(v), 2) for v in mean_ab(images)]
+    return check_chroma_centre(spec)
