@@ -163,6 +163,7 @@ class SeriesFiles:
         self._written: dict[int, Path] = {}
         self._staged = StagedFiles(overwrite)
         self._closed = False
+        self._made = False   # the series folder exists (made by the first file)
 
     def _accept(self, index: Any, rgb: Any) -> int:
         """``index`` as an int, after checking the writer is open and ``rgb`` is the series' size."""
@@ -174,7 +175,9 @@ class SeriesFiles:
     def _stage(self, final: Path) -> Path:
         """The temporary path to write ``final`` under (folder made; ``final`` refused if it exists,
         unless overwriting)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._made:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._made = True
         return self._staged.stage(final)
 
     def _finish(self) -> None:

@@ -3,7 +3,9 @@
 :class:`SecondaryCaptureWriter` owns the files: names from counters, atomic temp-then-rename, the
 overwrite rule, the multi-frame frame spool and abort. What each instance contains is
 :class:`medcolor.writers.sc_iod.RGBSecondaryCapture` (one template per series, per-instance attributes
-set for each file); every file is written by ``pydicom.dcmwrite``. De-identification is
+set for each file); every file is written by pydicom's own writer functions (``write_file_meta_info`` and
+``write_dataset``: what ``pydicom.dcmwrite`` does for this template, the same bytes, without the deep copy of
+the file meta it makes for every file). De-identification is
 :class:`medcolor.writers.deidentify.Deidentifier`.
 """
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from pydicom import dcmwrite
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import generate_uid
 
 from medcolor.errors import MedcolorError
@@ -26,6 +29,7 @@ from medcolor.writers.sc_iod import RGBSecondaryCapture
 __all__ = ["SecondaryCaptureWriter"]
 
 _MULTIFRAME_NAME = "MF00001.dcm"
+_PREAMBLE = b"\0" * 128 + b"DICM"   # PS3.10 7.1: an empty 128-byte preamble and the DICM prefix
 _MAX_PIXEL_BYTES = 0xFFFFFFFE  # 32-bit explicit length, even
 
 
@@ -113,8 +117,12 @@ class SecondaryCaptureWriter(SeriesFiles):
         ``final`` exists, unless overwriting); it is published with the series at close()."""
         ds = self.template.dataset
         try:
-            with open(self._stage(final), "xb") as fp:
-                dcmwrite(fp, ds, enforce_file_format=True)
+            with open(self._stage(final), "xb") as f:
+                fp = DicomFileLike(f)
+                fp.write(_PREAMBLE)
+                write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+                fp.is_little_endian, fp.is_implicit_VR = True, False   # Explicit VR Little Endian (sc_iod)
+                write_dataset(fp, ds)
         finally:
             del ds["PixelData"]  # the template holds no slice between writes
 
