@@ -7,8 +7,10 @@ inference, in one table, with the goals checked underneath.
 Input: a 512x512 CT series generated from real slices (``--source``, default ../shared/data's 30-slice
 chest CT if present, else sample_dicom/ct_chest) with ``make_series`` of benchmarks/pipeline_vs_floor.py,
 once with ``--small`` and once with ``--large`` slices. Everything runs on the CPU. The machine may be
-shared, so every timed measurement is repeated ``--repeats`` times and the fastest is kept; dirty pages
-are written back (``os.sync``) before each timed floor or run, so no run pays for an earlier one's writes.
+shared, so every timed measurement is repeated ``--repeats`` times and the fastest is kept; the repeats
+are rounds (each round times every floor and run at both sizes once), so a slow spell of the machine falls
+on all of them rather than on one row; dirty pages are written back (``os.sync``) before each timed floor
+or run, so no run pays for an earlier one's writes.
 
 Rows
 * I/O floor (marginal): ``floor`` of pipeline_vs_floor.py -- pydicom read + pixel_array of every slice
@@ -145,19 +147,35 @@ def io_and_runs(section: str, tag: str, folders: list[Path], methods: list[str],
 
     for f in folders:  # warm the page cache once so every contender reads from memory
         floor(f, None)
-    read = per_slice([min(floor(f, None) for _ in range(a.repeats)) for f in folders])
-    rw = per_slice([min(floor(f, work / f"floor{i}") for _ in range(a.repeats)) for i, f in enumerate(folders)])
-    rows = [Row(section, "I/O floor: read only (pydicom)", read, rw),
+    seconds: dict[str, list[list[float]]] = {k: [[] for _ in folders] for k in ("read", "rw", *methods)}
+    peak: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for _ in range(a.repeats):     # a round: every contender at every size once
+        for i, f in enumerate(folders):
+            seconds["read"][i].append(floor(f, None))
+            seconds["rw"][i].append(floor(f, work / f"floor{i}"))
+            for m in (m for m in methods if m not in failed):
+                try:
+                    t, mib = cli_run(f, work / f"{m}{i}", m, a.ref)
+                except Exception as err:  # noqa: BLE001 - one failing backend must not stop the benchmark
+                    failed[m] = _failed(err)
+                    continue
+                seconds[m][i].append(t)
+                if i == len(folders) - 1:
+                    peak[m] = max(peak.get(m, 0.0), mib)
+
+    def fastest(key: str) -> float:
+        return per_slice([min(ts) for ts in seconds[key]])
+
+    rw = fastest("rw")
+    rows = [Row(section, "I/O floor: read only (pydicom)", fastest("read"), rw),
             Row(section, "I/O floor: read + write RGB SC (pydicom)", rw, rw, key=f"{tag}:floor")]
     for m in methods:
         name = f"medcolor run --method {m}"
-        try:
-            runs = [[cli_run(f, work / f"{m}{i}", m, a.ref) for _ in range(a.repeats)] for i, f in enumerate(folders)]
-        except Exception as err:  # noqa: BLE001 - one failing backend must not stop the benchmark
-            rows.append(Row(section, name, note=_failed(err), key=f"{tag}:{m}"))
-            continue
-        rows.append(Row(section, name, per_slice([min(t for t, _ in r) for r in runs]), rw,
-                        max(mib for _, mib in runs[-1]), key=f"{tag}:{m}"))
+        if m in failed:
+            rows.append(Row(section, name, note=failed[m], key=f"{tag}:{m}"))
+        else:
+            rows.append(Row(section, name, fastest(m), rw, peak[m], key=f"{tag}:{m}"))
     return rows
 
 
