@@ -179,7 +179,6 @@ def ssim_mean(x, y, c1, c2, cov_norm):
     return total / ((H - 6) * (W - 6))
 
 
-
 @_jit
 def texture_finish(msum, ssum, count_r, count_c, scale, top, out):
     """Texture levels ``out`` (float32 ``[H, W]``) from the box sums of x and x² (float32 ``[H, W]``) over
