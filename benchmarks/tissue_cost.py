@@ -79,6 +79,8 @@ def in_process(source: Path, ref: Path, window: str, modes: list[str], repeats: 
     # after a call and would slow whichever numba kernel ran next (measured: 2.7 vs 5.2 ms a slice)
     with torch.inference_mode():
         for k, timed in enumerate((lambda c, t, i: t.apply(hu[i]), lambda c, t, i: c.colorize(L_all[i:i + 1]))):
+            for col, table in parts.values():      # warm-up: numba's kernels load on their first call
+                timed(col, table, 0)
             for _ in range(repeats):
                 for mode, (col, table) in parts.items():
                     t0 = time.perf_counter()
