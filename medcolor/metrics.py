@@ -58,8 +58,7 @@ def colourfulness(rgb8: np.ndarray) -> float:
 colorfulness = colourfulness
 
 
-_SSIM_WIN = 7
-_SSIM_BORDER = (_SSIM_WIN - 1) // 2
+_SSIM_WIN = 7   # the window of skimage's default SSIM, and of medcolor._kernels.ssim_mean
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
