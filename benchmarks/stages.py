@@ -9,7 +9,8 @@ OpenCV. Each row is the fastest of ``--repeats`` passes over the slices, in ms p
 scan). Rows:
 
 * scan: ``medcolor.io.scan`` of the folder, per file (``dcmread(stop_before_pixels=True)``, the attributes
-  medcolor uses checked, the pixel data's offset located);
+  medcolor uses checked, the pixel data's offset located), and the same without the scan's pause of the
+  cyclic garbage collector (the A/B of that pause);
 * read: ``read_slice`` (modality values, HU) and, for comparison, pydicom ``dcmread`` + ``pixel_array``;
 * general path per backend (the pipeline's ``_Chain`` stages): ``to_L`` (window), ``colour`` (backend +
   upsample), ``encode`` (chroma-only gamut map + 8-bit sRGB, torch), ``measure_slice`` (L* of the written
@@ -28,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -41,11 +43,18 @@ from pipeline_vs_floor import ROOT, SHARED_CT, make_series  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 from medcolor import metrics, pipeline  # noqa: E402
-from medcolor.io import read_slice, scan  # noqa: E402
+from medcolor.io import _scan, read_slice, scan  # noqa: E402
 from medcolor.pipeline import RunOptions, build_colorizer  # noqa: E402
 from medcolor.types import Derivation, SeriesContext  # noqa: E402
 from medcolor.windowing import resolve_window  # noqa: E402
 from medcolor.writers import get_writers  # noqa: E402
+
+
+def _scan_gc_running(folder: Path) -> None:
+    """``scan`` without its pause of the cyclic garbage collector (the A/B reference for that pause)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _scan._scan([folder])
 
 
 def best(fn, items, repeats: int, warm: bool = True) -> float:
@@ -76,6 +85,8 @@ def main() -> None:
         files = sorted(folder.glob("*.dcm"))
 
         rows.append(("scan, per file", min(_timed(lambda: scan([folder])) for _ in range(a.repeats)) / len(files) * 1e3))
+        rows.append(("scan, per file, cyclic GC not paused (A/B)",
+                     min(_timed(lambda: _scan_gc_running(folder)) for _ in range(a.repeats)) / len(files) * 1e3))
         series = scan([folder]).series[0]
         idx = list(range(len(series.slices)))
         rows.append(("read_slice (modality values)", best(lambda i: read_slice(series.slices[i], series), idx, a.repeats)))

@@ -216,7 +216,7 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
     """Colour every series under ``in_dir`` into ``options.output`` (see the module docstring).
     ``progress(event, **info)`` gets "planned" (n_tasks, n_resumed), "task_done" (result) and, for
     in-process runs, the pipeline's per-slice events. Raises MedcolorError for bad options only."""
-    from medcolor.io import scan
+    from medcolor.io import gc_frozen, scan
     from medcolor.preflight import check_numbers
 
     progress = progress or (lambda *a, **k: None)
@@ -275,7 +275,7 @@ def run_batch(in_dir: Path | str, options: Any, workers: int = 1, scheduler: str
     else:
         runner = _run_pool(tasks, min(workers, max(1, len(tasks))))
     try:
-        with _SignalGuard():
+        with _SignalGuard(), gc_frozen():  # the headers live until the batch ends
             import torch
 
             threads = torch.get_num_threads()

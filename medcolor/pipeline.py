@@ -39,8 +39,8 @@ from medcolor.color import lab_to_rgb8, to_hwc_numpy, upsample_ab
 from medcolor.colorizers import get_colorizer, resolve_device
 from medcolor.colorizers.base import Colorizer
 from medcolor.errors import MedcolorError, environment_fault
-from medcolor.io import (SliceItems, check_modality, hounsfield_note, read_image_rgb, read_item, read_slice, scan,
-                         set_modality)
+from medcolor.io import (SliceItems, check_modality, gc_frozen, hounsfield_note, read_image_rgb, read_item, read_slice,
+                         scan, set_modality)
 from medcolor.metrics import lightness, measure_slice
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
@@ -130,34 +130,35 @@ def run(inputs: Sequence[str | Path], options: RunOptions, progress: ProgressCal
     colorizer = build_colorizer(options, device)
     t0 = time.perf_counter()
     found = scan(inputs)
-    outcomes: list[FileOutcome] = list(found.outcomes)
-    redactor = PhiRedactor.from_series(found.series, enabled=not options.report_phi)
-    out_dir = Path(options.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    progress("scan_done", n_series=len(found.series), n_outcomes=len(outcomes),
-             seconds=time.perf_counter() - t0)
-    results: list[SeriesResult] = []
-    uid_map: dict[str, str] = {}
-    number = 1
-    for series in found.series:
-        note = set_modality(series, modality)
-        series.warnings.extend([note] if note else [])
-        if planes:
-            done, series_outcomes = reformat.colour_planes(
-                series, number, planes, options, colorizer, device, colour_series,
-                _sample_indices(len(series.slices), options.sample_slices), out_dir=out_dir, redactor=redactor,
-                uid_map=uid_map, progress=progress)
-        else:
-            result, series_outcomes = colour_series(series, number, options, colorizer, device, out_dir, redactor,
-                                                    uid_map, progress)
-            done = [result]
-        outcomes.extend(series_outcomes)
-        results.extend(done)
-        number += len(done)
-    run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
-    run_result.report_path = write_report(out_dir, run_result, options, redactor,
-                                          seconds=time.perf_counter() - t0)
-    return run_result
+    with gc_frozen():  # the headers live until the run ends
+        outcomes: list[FileOutcome] = list(found.outcomes)
+        redactor = PhiRedactor.from_series(found.series, enabled=not options.report_phi)
+        out_dir = Path(options.output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        progress("scan_done", n_series=len(found.series), n_outcomes=len(outcomes),
+                 seconds=time.perf_counter() - t0)
+        results: list[SeriesResult] = []
+        uid_map: dict[str, str] = {}
+        number = 1
+        for series in found.series:
+            note = set_modality(series, modality)
+            series.warnings.extend([note] if note else [])
+            if planes:
+                done, series_outcomes = reformat.colour_planes(
+                    series, number, planes, options, colorizer, device, colour_series,
+                    _sample_indices(len(series.slices), options.sample_slices), out_dir=out_dir, redactor=redactor,
+                    uid_map=uid_map, progress=progress)
+            else:
+                result, series_outcomes = colour_series(series, number, options, colorizer, device, out_dir, redactor,
+                                                        uid_map, progress)
+                done = [result]
+            outcomes.extend(series_outcomes)
+            results.extend(done)
+            number += len(done)
+        run_result = RunResult(series=results, outcomes=outcomes, report_path=None, device=str(device), redact=redactor)
+        run_result.report_path = write_report(out_dir, run_result, options, redactor,
+                                              seconds=time.perf_counter() - t0)
+        return run_result
 
 
 def colour_series(series: Series, number: int, options: RunOptions, colorizer: Colorizer, device: torch.device,

@@ -85,6 +85,32 @@ def test_ct_series_fields_and_position_order(ct_copy: Path) -> None:
     assert s.warnings == []
 
 
+def test_scan_pauses_the_cyclic_gc_and_restores_it(ct_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan runs without cyclic collections (they would walk every header read so far) and leaves the
+    collector as it found it, also when a header fails; gc_frozen lets go of what it froze."""
+    import gc
+
+    from medcolor.io import _dicom, gc_frozen
+
+    states: list[bool] = []
+    real = _dicom.read_header
+    monkeypatch.setattr(_dicom, "read_header", lambda *a: states.append(gc.isenabled()) or real(*a))
+    assert gc.isenabled()
+    assert len(_only_series(ct_copy).slices) == 6
+    assert states == [False] * 6 and gc.isenabled()
+    gc.disable()
+    try:
+        scan([ct_copy])
+        assert not gc.isenabled()   # a caller's choice is kept
+    finally:
+        gc.enable()
+    (ct_copy / "x00").write_bytes((ct_copy / "x00").read_bytes()[:400])   # a header that fails
+    assert any(o.status == "failed" for o in scan([ct_copy]).outcomes) and gc.isenabled()
+    with gc_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
 def test_sort_by_position_beats_instance_number_and_file_name(tmp_path: Path) -> None:
     out = tmp_path / "s"
     out.mkdir()

@@ -10,6 +10,7 @@ Public API::
     series_geometry(series) -> Geometry  (LPS origin, spacing, direction of the presented slice grid)
     series_image(series, read_slice) -> SimpleITK.Image float32 with that geometry
     check_modality / set_modality / hounsfield_note   --modality for NIfTI, volume and image inputs
+    gc_frozen()      context: the objects alive now (a run's headers) skipped by the cyclic GC until its end
     reads_by_file_io(series) -> bool  (frames read at SliceRef.pixel_offset: a reader thread is enough)
     SliceItems       read_item of every slice as a map-style dataset for torch's DataLoader
     SliceDataset     the same as a monai.data.Dataset, with transforms (imported lazily)
@@ -29,6 +30,7 @@ from medcolor.io._scan import (
     ScanResult,
     SliceItems,
     expand_inputs,
+    gc_frozen,
     read_image_rgb,
     read_item,
     read_slice,
@@ -45,7 +47,7 @@ from medcolor.io._volume import (
 )
 
 __all__ = ["ScanResult", "scan", "read_slice", "read_item", "reads_by_file_io", "SliceItems", "read_image_rgb",
-           "expand_inputs", "sha256_file", "MedcolorReader", "SliceDataset", "Geometry", "series_geometry",
+           "expand_inputs", "gc_frozen", "sha256_file", "MedcolorReader", "SliceDataset", "Geometry", "series_geometry",
            "series_image", "check_modality", "set_modality", "hounsfield_note"]
 
 
