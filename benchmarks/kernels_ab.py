@@ -17,7 +17,8 @@ OpenCV one thread), the fastest of ``--repeats`` passes, ms per slice:
   filters and numpy (what medcolor used before) / skimage's ``structural_similarity`` itself (and with
   Gaussian weights, sigma 1.5, as medcolor reported before), with the largest difference of their values;
 
-Each pair is checked to agree (same arrays; same figures up to the p99's 0.01 bin; SSIM to float rounding).
+Each pair is checked to agree (same arrays; same figures up to the p99's 0.01 bin; SSIM to float rounding:
+no farther from skimage's float64 SSIM than skimage's own float32 result).
 A fast path stays in the product only while its row shows it pays.
 """
 from __future__ import annotations
@@ -153,7 +154,9 @@ def main() -> None:
     pairs = [(l_in, l_out) for l_in, _, l_out in done]            # exemplar's
     ours = [metrics.ssim(x, y, 100.0) for x, y in pairs]
     ref = [structural_similarity(x, y, data_range=100.0) for x, y in pairs]
-    assert max(abs(x - opencv_ssim(*p, 100.0)) for x, p in zip(ours, pairs)) < 1e-6
+    exact = [structural_similarity(x.astype(np.float64), y.astype(np.float64), data_range=100.0) for x, y in pairs]
+    # as tests/test_metrics.py asks: no farther from skimage's float64 SSIM than its own float32 result is
+    assert all(abs(o - e) <= abs(r - e) + 1e-6 for o, r, e in zip(ours, ref, exact))
     rows += [("SSIM of L: metrics.ssim (numba, one pass)", best_ms(lambda p: metrics.ssim(*p, 100.0), pairs, a.repeats)),
              ("SSIM of L: OpenCV box filters and numpy", best_ms(lambda p: opencv_ssim(*p, 100.0), pairs, a.repeats)),
              ("SSIM of L: skimage structural_similarity (its defaults)",

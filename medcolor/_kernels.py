@@ -112,7 +112,11 @@ def ssim_mean(x, y, c1, c2, cov_norm):
     """Mean SSIM of float32 ``[H, W]`` images ``x``, ``y`` (at least 7x7) over the pixels whose 7x7 window
     lies inside the image (skimage's default SSIM with its 3-pixel border cropped): window means
     ``u = float32(window sum / 49)``, A1 = 2 ux uy + c1, A2 = 2 vxy + c2, B1 = ux² + uy² + c1, B2 = vx + vy + c2
-    (v: ``cov_norm`` times the window's covariance), S = A1 A2 / (B1 B2); float32 ``c1``, ``c2``, ``cov_norm``."""
+    (v: ``cov_norm`` times the window's covariance), S = A1 A2 / (B1 B2); float32 ``c1``, ``c2``, ``cov_norm``.
+
+    Window sums in float64: column sums of the window's 7 rows kept running down the image, then each
+    window's 7 column sums added directly and S summed per column, so no step of a row depends on the
+    previous pixel's and the compiler vectorises the row (``benchmarks/kernels_ab.py``)."""
     H, W = x.shape
     inv = 1.0 / 49.0
     two = np.float32(2.0)
@@ -121,38 +125,34 @@ def ssim_mean(x, y, c1, c2, cov_norm):
     vxx = np.zeros(W)
     vyy = np.zeros(W)
     vxy = np.zeros(W)
-    for r in range(6):                          # the first window's rows but its last
+    per_column = np.zeros(W - 6)
+    for r in range(7):                          # the first window's rows
         for j in range(W):
-            a = x[r, j]
-            b = y[r, j]
+            a = np.float64(x[r, j])
+            b = np.float64(y[r, j])
             vx[j] += a
             vy[j] += b
             vxx[j] += a * a
             vyy[j] += b * b
             vxy[j] += a * b
-    total = 0.0
     for i in range(3, H - 3):
-        for j in range(W):                      # column sums of rows i-3 .. i+3
-            a = x[i + 3, j]
-            b = y[i + 3, j]
-            vx[j] += a
-            vy[j] += b
-            vxx[j] += a * a
-            vyy[j] += b * b
-            vxy[j] += a * b
-        sx = sy = sxx = syy = sxy = 0.0
-        for j in range(6):
-            sx += vx[j]
-            sy += vy[j]
-            sxx += vxx[j]
-            syy += vyy[j]
-            sxy += vxy[j]
-        for j in range(3, W - 3):
-            sx += vx[j + 3]
-            sy += vy[j + 3]
-            sxx += vxx[j + 3]
-            syy += vyy[j + 3]
-            sxy += vxy[j + 3]
+        if i > 3:
+            for j in range(W):                  # row i+3 enters the window, row i-4 leaves it
+                a = np.float64(x[i + 3, j])
+                b = np.float64(y[i + 3, j])
+                c = np.float64(x[i - 4, j])
+                d = np.float64(y[i - 4, j])
+                vx[j] += a - c
+                vy[j] += b - d
+                vxx[j] += a * a - c * c
+                vyy[j] += b * b - d * d
+                vxy[j] += a * b - c * d
+        for j in range(W - 6):                  # the window centred on column j + 3
+            sx = vx[j] + vx[j + 1] + vx[j + 2] + vx[j + 3] + vx[j + 4] + vx[j + 5] + vx[j + 6]
+            sy = vy[j] + vy[j + 1] + vy[j + 2] + vy[j + 3] + vy[j + 4] + vy[j + 5] + vy[j + 6]
+            sxx = vxx[j] + vxx[j + 1] + vxx[j + 2] + vxx[j + 3] + vxx[j + 4] + vxx[j + 5] + vxx[j + 6]
+            syy = vyy[j] + vyy[j + 1] + vyy[j + 2] + vyy[j + 3] + vyy[j + 4] + vyy[j + 5] + vyy[j + 6]
+            sxy = vxy[j] + vxy[j + 1] + vxy[j + 2] + vxy[j + 3] + vxy[j + 4] + vxy[j + 5] + vxy[j + 6]
             ux = np.float32(sx * inv)
             uy = np.float32(sy * inv)
             a1 = ux * uy
@@ -162,21 +162,8 @@ def ssim_mean(x, y, c1, c2, cov_norm):
             uy2 = uy * uy
             b2 = (np.float32(sxx * inv) - ux2) * cov_norm + (np.float32(syy * inv) - uy2) * cov_norm + c2
             b1 = ux2 + uy2 + c1
-            total += (a1 * a2) / (b1 * b2)
-            sx -= vx[j - 3]
-            sy -= vy[j - 3]
-            sxx -= vxx[j - 3]
-            syy -= vyy[j - 3]
-            sxy -= vxy[j - 3]
-        for j in range(W):                      # row i-3 leaves the window
-            a = x[i - 3, j]
-            b = y[i - 3, j]
-            vx[j] -= a
-            vy[j] -= b
-            vxx[j] -= a * a
-            vyy[j] -= b * b
-            vxy[j] -= a * b
-    return total / ((H - 6) * (W - 6))
+            per_column[j] += (a1 * a2) / (b1 * b2)
+    return per_column.sum() / ((H - 6) * (W - 6))
 
 
 @_jit
