@@ -97,7 +97,7 @@ def test_scan_pauses_the_cyclic_gc_and_restores_it(ct_copy: Path, monkeypatch: p
     monkeypatch.setattr(_dicom, "read_header", lambda *a: states.append(gc.isenabled()) or real(*a))
     assert gc.isenabled()
     assert len(_only_series(ct_copy).slices) == 6
-    assert states == [False] * 6 and gc.isenabled()
+    assert states == [False] * 6 and gc.isenabled() and gc.get_freeze_count() == 0   # nothing left frozen
     gc.disable()
     try:
         scan([ct_copy])
