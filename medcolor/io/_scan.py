@@ -310,18 +310,12 @@ def scan(inputs: Sequence[str | os.PathLike]) -> ScanResult:
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection in the block. A scan keeps every header it reads, a few hundred small
     objects per file, and each collection walks them all again: a quarter of the scan's time
-    (``benchmarks/stages.py``). The headers hold no reference cycles, so nothing waits for the collector.
-    At the end the objects made in the block join the oldest generation as they are (``gc.freeze`` then
-    ``gc.unfreeze``: a list splice), not through a young collection that would walk them all once more
-    (``benchmarks/gc_cost.py``); skipped when something else holds objects frozen."""
+    (``benchmarks/stages.py``). The headers hold no reference cycles, so nothing waits for the collector."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
         if was:
             gc.enable()
 
