@@ -84,7 +84,8 @@ def build_tissue_tables(pops: ReferencePopulations, ref_L: torch.Tensor, ref_s: 
     """The series' tissue table. ``ref_L``/``ref_s`` [n] and ``ref_ab`` [2, n]: the photo's pixels (L, 5×5
     local std, ab); ``L_t``/``s_t`` [m]: the series sample's informative pixels (L, local std)."""
     level_scale = welsh.texture_keys(s_max).texture_scale
-    hard = class_weights(hu_from_l(L_t, window, inverted)).argmax(dim=0)
+    values, where = torch.unique(L_t, return_inverse=True)   # the class of each distinct L, then per pixel
+    hard = class_weights(hu_from_l(values, window, inverted)).argmax(dim=0)[where]
     classes: list[ClassTable] = []
     warnings: list[str] = []
     for c, name in enumerate(CLASSES):
