@@ -27,7 +27,7 @@ import torch
 
 from medcolor.color import rgb8_to_L
 
-__all__ = ["measure_slice", "lightness", "ssim", "colourfulness", "colorfulness", "summarize"]
+__all__ = ["measure_slice", "lightness", "ssim", "colourfulness", "colorfulness", "summarize", "summarize_series"]
 
 def _check_rgb8(rgb8: np.ndarray) -> np.ndarray:
     arr = np.asarray(rgb8)
@@ -115,3 +115,23 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
         return {"mean": nan, "std": nan, "min": nan, "max": nan}
     return {"mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()),
             "max": float(arr.max())}
+
+
+def summarize_series(slices: list[dict[str, float]]) -> dict[str, float]:
+    """A series' summary of its slices' :func:`measure_slice` records (empty when there are none)."""
+    if not slices:
+        return {}
+
+    def col(k: str) -> np.ndarray:
+        return np.array([s[k] for s in slices], dtype=np.float64)
+    psnrs = col("psnr_l")
+    finite = psnrs[np.isfinite(psnrs)]
+    return {
+        "n_slices": len(slices),
+        "delta_l_mean": float(col("delta_l_mean").mean()),
+        "delta_l_p99_max": float(col("delta_l_p99").max()),
+        "delta_l_max": float(col("delta_l_max").max()),
+        "colourfulness_mean": float(col("colourfulness").mean()),
+        "psnr_l_mean": float(finite.mean()) if finite.size else float("inf"),
+        "ssim_l_mean": float(col("ssim_l").mean()),
+    }

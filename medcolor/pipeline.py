@@ -19,6 +19,7 @@ called one at a time too, and stage every file before publishing it atomically.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -26,7 +27,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -41,7 +42,7 @@ from medcolor.colorizers.base import Colorizer
 from medcolor.errors import MedcolorError, environment_fault
 from medcolor.io import (SliceItems, check_modality, gc_frozen, hounsfield_note, read_image_rgb, read_item, read_slice,
                          scan, set_modality)
-from medcolor.metrics import lightness, measure_slice
+from medcolor.metrics import lightness, measure_slice, summarize_series
 from medcolor.privacy import PhiRedactor
 from medcolor.report import write_report
 from medcolor.types import Derivation, FileOutcome, RunResult, Series, SeriesContext, SeriesResult, Window
@@ -341,10 +342,25 @@ def _build_table(chain: _Chain, sample: np.ndarray, device: torch.device) -> val
                             len(series.slices) * series.rows * series.columns)
 
 
+@functools.cache
+def _warm_kernels() -> None:
+    """Load the per-slice numba kernels (from numba's disk cache: ~0.4 s, mostly numba's start-up) through
+    the slices' own calls on tiny inputs; run once per process on a side thread during the preparation."""
+    try:
+        z = np.zeros
+        t = valuetable.ValueTable(0, 2, 2, z(2, np.float32), z((4, 3), np.uint8), z(4, np.float32), True, True,
+                                  functools.partial(texture.levels, size=5, scale=1.0, n_levels=2))
+        for table in (t, dataclasses.replace(t, n_levels=1, levels=None)):
+            measure_slice(*table.apply(z((8, 8), np.float32)))
+    except Exception:  # noqa: BLE001 - a side thread must not print a traceback; the slices report it
+        log.debug("loading the numba kernels failed", exc_info=True)
+
+
 def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Colorizer, options: RunOptions,
                 device: torch.device, out_dir: Path, slice_status: dict[int, str], uid_map: dict[str, str],
                 progress: ProgressCallback) -> None:
     t_start = time.perf_counter()
+    threading.Thread(target=_warm_kernels, name="medcolor-warm", daemon=True).start()
     sample = _read_sample(series, options.sample_slices, slice_status)
     window = resolve_window(options.window, series, sample)
     result.warnings.extend(note for note in [hounsfield_note(series, sample)] if note)
@@ -415,7 +431,7 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
             for w in writers:
                 w.abort()
     result.slices = [per_slice[i] for i in sorted(per_slice)]
-    result.summary = _summarize(result.slices)
+    result.summary = summarize_series(result.slices)
     result.timings["compute_s"] = time.perf_counter() - t_slices
     result.timings["total_s"] = time.perf_counter() - t_start
     n_bad = sum(1 for i in range(len(series.slices)) if slice_status.get(i))
@@ -465,29 +481,6 @@ def _rel(path: Path, root: Path) -> str:
         return str(Path(path).relative_to(root))
     except ValueError:
         return str(path)
-
-
-def _summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
-    if not slices:
-        return {}
-
-    def col(k: str) -> np.ndarray:
-        return np.array([s[k] for s in slices], dtype=np.float64)
-    psnrs = col("psnr_l")
-    finite = psnrs[np.isfinite(psnrs)]
-    return {
-        "n_slices": len(slices),
-        "delta_l_mean": float(col("delta_l_mean").mean()),
-        "delta_l_p99_max": float(col("delta_l_p99").max()),
-        "delta_l_max": float(col("delta_l_max").max()),
-        "colourfulness_mean": float(col("colourfulness").mean()),
-        "psnr_l_mean": float(finite.mean()) if finite.size else float("inf"),
-        "ssim_l_mean": float(col("ssim_l").mean()),
-    }
-
-
-def result_as_dict(result: SeriesResult) -> dict[str, Any]:
-    return asdict(result)
 
 
 def cpu_count() -> int:

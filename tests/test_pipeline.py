@@ -165,3 +165,29 @@ def test_the_backend_is_never_called_from_two_threads_at_once(tmp_path: Path, mo
     assert not result.failed and result.series[0].fast_path == {"value_table": False}
     assert len(calls) == 6 and max(calls) == 1
     assert len(threads) > 1             # the slices did run on several threads
+
+
+def test_the_kernel_warm_up_loads_every_kernel_signature_the_slices_use(tmp_path: Path) -> None:
+    """``_warm_kernels`` goes through the slices' own calls: in a fresh process, a lut and an exemplar run
+    after it need no numba signature it did not load (else the first slices would still wait for numba)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import json
+from pathlib import Path
+from medcolor import _kernels, pipeline
+def signatures():
+    return {{name: len(getattr(_kernels, name).signatures) for name in _kernels.__all__}}
+pipeline._warm_kernels()
+warm = signatures()
+for method in ("lut", "exemplar"):
+    pipeline.run([{str(CT_DIR)!r}], pipeline.RunOptions(output=Path({str(tmp_path)!r}) / method, method=method,
+                                                         window="1500,-600"))
+print(json.dumps([warm, signatures()]))
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    warm, after = json.loads(res.stdout.strip().splitlines()[-1])
+    assert all(n >= 1 for n in warm.values()), warm
+    assert after == warm
