@@ -209,16 +209,23 @@ def _threads(colorizer: Colorizer, device: torch.device) -> Iterator[None]:
     """Thread counts for one series. OpenCV: one (the pool threads already spread the slices over the
     cores). torch on the main thread: a network keeps every core for its batches; with a per-pixel backend
     the main thread only prepares the series, on one core fewer than there are (as many OpenMP threads as
-    cores stall whenever another process holds one of them)."""
+    cores stall whenever another process holds one of them), while a side thread loads the numba kernels
+    (``_warm_kernels``). Only on that path, which forks no reader process, and joined before the series
+    ends: a fork while a thread imports would leave the child waiting for the import lock for ever."""
     saved = torch.get_num_threads(), cv2.getNumThreads()
+    warm = None
     if device.type == "cpu" and not colorizer.batched:
         torch.set_num_threads(max(1, cpu_count() - 1))
+        warm = threading.Thread(target=_warm_kernels, name="medcolor-warm", daemon=True)
+        warm.start()
     cv2.setNumThreads(1)
     try:
         yield
     finally:
         torch.set_num_threads(saved[0])
         cv2.setNumThreads(saved[1])
+        if warm is not None:
+            warm.join()
 
 
 def _series_outcomes(series: Series, result: SeriesResult, slice_status: dict[int, str],
@@ -345,7 +352,7 @@ def _build_table(chain: _Chain, sample: np.ndarray, device: torch.device) -> val
 @functools.cache
 def _warm_kernels() -> None:
     """Load the per-slice numba kernels (from numba's disk cache: ~0.4 s, mostly numba's start-up) through
-    the slices' own calls on tiny inputs; run once per process on a side thread during the preparation."""
+    the slices' own calls on tiny inputs; once per process, on a side thread (``_threads``)."""
     try:
         z = np.zeros
         t = valuetable.ValueTable(0, 2, 2, z(2, np.float32), z((4, 3), np.uint8), z(4, np.float32), True, True,
@@ -360,7 +367,6 @@ def _run_series(series: Series, number: int, result: SeriesResult, colorizer: Co
                 device: torch.device, out_dir: Path, slice_status: dict[int, str], uid_map: dict[str, str],
                 progress: ProgressCallback) -> None:
     t_start = time.perf_counter()
-    threading.Thread(target=_warm_kernels, name="medcolor-warm", daemon=True).start()
     sample = _read_sample(series, options.sample_slices, slice_status)
     window = resolve_window(options.window, series, sample)
     result.warnings.extend(note for note in [hounsfield_note(series, sample)] if note)

@@ -167,23 +167,29 @@ def test_the_backend_is_never_called_from_two_threads_at_once(tmp_path: Path, mo
     assert len(threads) > 1             # the slices did run on several threads
 
 
-def test_the_kernel_warm_up_loads_every_kernel_signature_the_slices_use(tmp_path: Path) -> None:
-    """``_warm_kernels`` goes through the slices' own calls: in a fresh process, a lut and an exemplar run
-    after it need no numba signature it did not load (else the first slices would still wait for numba)."""
+def test_the_kernel_warm_up_loads_what_the_slices_use_and_never_meets_a_fork(tmp_path: Path) -> None:
+    """``_warm_kernels`` goes through the slices' own calls: in a fresh process, a lut and an exemplar run after
+    it need no numba signature it did not load (else the first slices would still wait for numba). Its thread
+    is gone when a run returns, and a network run (reader processes forked) starts none: a network run first
+    in a process, while the thread was still importing numba, used to leave its reader waiting for ever."""
     import subprocess
     import sys
 
     script = f"""
-import json
+import json, threading
 from pathlib import Path
 from medcolor import _kernels, pipeline
 def signatures():
     return {{name: len(getattr(_kernels, name).signatures) for name in _kernels.__all__}}
+out = Path({str(tmp_path)!r})
+pipeline.run([{str(CT_DIR)!r}], pipeline.RunOptions(output=out / "cnn", method="cnn", batch_size=2, reader_workers=1,
+                                                   backend_options={{"model": "retina"}}))
+assert pipeline._warm_kernels.cache_info().misses == 0, "a network run started the side thread"
 pipeline._warm_kernels()
 warm = signatures()
 for method in ("lut", "exemplar"):
-    pipeline.run([{str(CT_DIR)!r}], pipeline.RunOptions(output=Path({str(tmp_path)!r}) / method, method=method,
-                                                         window="1500,-600"))
+    pipeline.run([{str(CT_DIR)!r}], pipeline.RunOptions(output=out / method, method=method, window="1500,-600"))
+    assert not [t for t in threading.enumerate() if t.name == "medcolor-warm"]
 print(json.dumps([warm, signatures()]))
 """
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
