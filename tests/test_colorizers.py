@@ -498,3 +498,19 @@ def test_cuda_matches_cpu(beef, lung_L):
         ab_gpu = gpu.colorize(lung_L[:1].cuda())
         assert ab_gpu.device.type == "cuda" and ab_gpu.dtype == torch.float32
         assert torch.allclose(ab_gpu.cpu(), cpu.colorize(lung_L[:1]), atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_welsh_sorted_values_are_torch_sorts_values(dtype: torch.dtype) -> None:
+    """numpy's sort on the CPU gives exactly torch.sort's values (ties, zeros and repeated values included),
+    and a tensor that needs a gradient keeps torch.sort's, which carries it."""
+    from medcolor.colorizers import welsh
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.rand(5000, generator=g, dtype=dtype) * 100, torch.zeros(40, dtype=dtype),
+                   torch.full((40,), 12.5, dtype=dtype)])[torch.randperm(5080, generator=g)]
+    assert torch.equal(welsh.sorted_values(x), torch.sort(x).values)
+    assert welsh.sorted_values(x).dtype == dtype
+    y = x.clone().requires_grad_(True)
+    welsh.sorted_values(y).sum().backward()
+    assert y.grad is not None and torch.equal(y.grad, torch.ones_like(x))

@@ -46,9 +46,9 @@ PRIOR_FRACTION = 0.1  # prior weight of the 1-D table, as a fraction of the mean
 
 
 def sorted_values(x: torch.Tensor) -> torch.Tensor:
-    """The values of 1-D ``x`` in ascending order. On the CPU numpy's sort, which gives the same values
-    as ``torch.sort`` in a quarter of the time (``benchmarks/prepare_cost.py``)."""
-    if x.device.type == "cpu":
+    """The values of 1-D ``x`` in ascending order. On the CPU (no gradient) numpy's sort, which gives the
+    same values as ``torch.sort`` in a quarter of the time (``benchmarks/prepare_cost.py``)."""
+    if x.device.type == "cpu" and not x.requires_grad:
         return torch.from_numpy(np.sort(x.numpy()))
     return torch.sort(x).values
 
