@@ -68,16 +68,18 @@ def main() -> None:
 
     L = sample_l.flatten()
     L = L[(L > 0.5) & (L < 99.5)]
-    per_pixel = class_weights(hu_from_l(L, window)).argmax(dim=0)
+    values = torch.unique(L)
 
-    def by_distinct() -> torch.Tensor:
+    def by_pixel() -> torch.Tensor:
+        return class_weights(hu_from_l(L, window)).argmax(dim=0)
+
+    def by_distinct() -> torch.Tensor:     # as tissue.build_tissue_tables does it
         v, w = torch.unique(L, return_inverse=True)
         return class_weights(hu_from_l(v, window)).argmax(dim=0)[w]
 
-    values = torch.unique(L)
-    if not torch.equal(per_pixel, by_distinct()):
+    if not torch.equal(by_pixel(), by_distinct()):
         raise SystemExit("FAIL: the classes per distinct L differ from the classes per pixel")
-    t_pixel = fastest(lambda: class_weights(hu_from_l(L, window)).argmax(dim=0), a.repeats)
+    t_pixel = fastest(by_pixel, a.repeats)
     t_distinct = fastest(by_distinct, a.repeats)
 
     print(f"{a.source.name}: 8-slice sample, {L.numel()} informative pixels ({values.numel()} distinct L), "
