@@ -67,6 +67,7 @@ floor; cnn full run >= 10 slices/s; medcolor exemplar per slice (in process) fas
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import shlex
@@ -480,6 +481,10 @@ def main() -> None:
     if not 0 < a.small < a.large:
         ap.error("need 0 < --small < --large")
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    if unknown := sorted(set(methods) - {"lut", "exemplar", "cnn", "cyclegan"}):
+        ap.error(f"--methods: unknown {', '.join(unknown)} (lut, exemplar, cnn, cyclegan)")
+    if importlib.util.find_spec("medcolor") is None:  # every run below starts `python -m medcolor`
+        ap.error("medcolor is not installed in this Python: run `pip install -e .` in the checkout first")
     work = Path(tempfile.mkdtemp(prefix="medcolor-bench-"))
     notes = [f"generated 512x512 CT series from {a.source.name}: marginal cost per slice between {a.small} and "
              f"{a.large} slices; fastest of {a.repeats}; x floor = read+write floor ms / row ms"]
