@@ -60,8 +60,9 @@ Rows
   discriminators, batch 1, 128x128 crops) with medcolor's defaults and with the paper's ngf 64 / 9 blocks,
   gray = sample_dicom/ct_chest (lung window), colour = sample_dicom/refs; median of steps 3..12.
 
-Goals (under the table, PASS/FAIL with the figures): exemplar and lut full runs >= 0.7x the read+write
-floor; cnn full run >= 10 slices/s; medcolor exemplar per slice (in process) faster than the fastest peer.
+Goals (under the table, PASS/FAIL with the figures): exemplar and lut full runs >= 0.5x the read+write
+floor (issue 16; 0.7x before it, with a hand-written header parser and SC encoder); cnn full run >= 10
+slices/s; medcolor exemplar per slice (in process) faster than the fastest peer.
 ``--markdown FILE`` also writes the table, the command line and the machine facts as markdown.
 """
 from __future__ import annotations
@@ -93,6 +94,7 @@ from pipeline_vs_floor import ROOT, SHARED_CT, floor, make_series  # noqa: E402
 WINDOW_W, WINDOW_L = 1500.0, -600.0
 PEER_SLICES, PDF_SLICES = 20, 3
 NET_SECONDS = 3.0
+FLOOR_GOAL = 0.5  # issue 16: lut and exemplar at >= 0.5x the floor, on pydicom's public API (0.7 before it)
 NET_MAX_CALL = 20.0  # a network call slower than this is timed once (the warm-up call) and not repeated
 PEER_HINT = "not installed (pip install --no-deps -r benchmarks/requirements-peers.txt)"
 
@@ -433,11 +435,12 @@ def goals(rows: list[Row]) -> list[str]:
 
     for m in ("exemplar", "lut"):
         r = by.get(f"gen:{m}")
+        text = f"{m} full run >= {FLOOR_GOAL}x read+write floor"
         if r is None or not r.cost or r.cost <= 0 or fl is None:
-            line(f"{m} full run >= 0.7x read+write floor", None, _why(r))
+            line(text, None, _why(r))
         else:
             x = fl.cost / r.cost
-            line(f"{m} full run >= 0.7x read+write floor", x >= 0.7,
+            line(text, x >= FLOOR_GOAL,
                  f"{x:.2f}x ({r.cost * 1e3:.2f} ms/slice vs floor {fl.cost * 1e3:.2f})")
     r = by.get("gen:cnn")
     if r is None or not r.cost or r.cost <= 0:
