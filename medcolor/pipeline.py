@@ -355,8 +355,9 @@ def _warm_kernels() -> None:
     the slices' own calls on tiny inputs; once per process, on a side thread (``_threads``)."""
     try:
         z = np.zeros
-        t = valuetable.ValueTable(0, 2, 2, z(2, np.float32), z((4, 3), np.uint8), z(4, np.float32), True, True,
-                                  functools.partial(texture.levels, size=5, scale=1.0, n_levels=2))
+        t = valuetable.ValueTable(lo=0, n_rows=2, n_levels=2, l_tab=z(2, np.float32), rgb_tab=z((4, 3), np.uint8),
+                                  lout_tab=z(4, np.float32), clamp_lo=True, clamp_hi=True,
+                                  levels=functools.partial(texture.levels, size=5, scale=1.0, n_levels=2))
         for table in (t, dataclasses.replace(t, n_levels=1, levels=None)):
             measure_slice(*table.apply(z((8, 8), np.float32)))
     except Exception:  # noqa: BLE001 - a side thread must not print a traceback; the slices report it
