@@ -3,7 +3,8 @@ colour shifts, scored as the shared tools score them.
 
 usage: python benchmarks/retina_shift.py [--model retina] [--model other.pt ...]
                                          [--data /work/shared/data/chase_db1] [--train-split 01-07]
-                                         [--shifts all|none|NAME,NAME] [--threads 2] [-o result.json]
+                                         [--shifts all|none|NAME,NAME] [--unseen skimage,DIR,...]
+                                         [--threads 2] [-o result.json]
                                          [--gains 0.9,0.94,0.85:0.94:0.1,0.85@mean [--max-drop 1.0 | --bars
                                           none=29,desaturated=22,camera-a=22]]
 
@@ -22,6 +23,12 @@ The shifts (``SHIFTS``) span what fundus cameras differ by: a warmer and a coole
 and darker exposure, a flatter tone curve, lower and higher saturation, and two combinations
 (``camera-a``: brighter, bluer, less saturated; ``camera-b``: darker, warmer, flatter).
 
+``--unseen skimage,DIR`` adds a row ``unseen``: real fundus photos from cameras CHASE_DB1 did not use,
+scored as they are (no re-rendering; shrunk to ``--max-side`` like the test photos; a per-photo table
+follows). ``skimage`` is scikit-image's fundus photo (``skimage.data.retina()``, CC0, on every install);
+a folder may hold PNG/JPEG/TIFF or DICOM photos, and CHASE_DB1's own photos in it are skipped.
+docs/cnn.md ("Camera shift") names the public photos used there and how to get them.
+
 ``--gains G,G,...`` scores each model once per inference chroma gain (a copy of the checkpoint with
 that ``chroma_gain`` in its manifest, as ``medcolor train`` writes it; columns ``MODEL xG``). Each G is a
 gain for both a and b, or ``GA:GB`` (``--chroma-gain GA,GB``) or ``GA:GB:K`` (with ``--chroma-gain-slope
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +68,7 @@ SHIFTS: dict[str, tuple[tuple[float, float, float], float, float, float]] = {
     "camera-a": ((0.9, 1.05, 1.6), 1.35, 0.9, 0.7),
     "camera-b": ((1.1, 0.95, 0.8), 0.75, 0.85, 0.85),
 }
+UNSEEN = "unseen"   # the row of real photos from other cameras (--unseen), beside the re-rendered shifts
 
 
 def shift_rgb(rgb8: np.ndarray, shift: str, max_side: int = 0) -> np.ndarray:
@@ -72,7 +81,7 @@ def shift_rgb(rgb8: np.ndarray, shift: str, max_side: int = 0) -> np.ndarray:
     from medcolor.train.data import camera_shift
 
     gains, exposure, gamma, chroma = SHIFTS[shift]
-    t = torch.from_numpy(np.ascontiguousarray(rgb8)).permute(2, 0, 1).double() / 255.0
+    t = torch.from_numpy(np.array(rgb8, copy=True)).permute(2, 0, 1).double() / 255.0
     if max_side and max(t.shape[-2:]) > max_side:
         k = max_side / max(t.shape[-2:])
         t = F.interpolate(t[None], size=(round(t.shape[-2] * k), round(t.shape[-1] * k)), mode="area")[0]
@@ -86,27 +95,67 @@ def _split(data: Path, train_split: str) -> tuple[Path, Path]:
     return (a, b) if train_split == "01-07" else (b, a)
 
 
-def evaluate_shift(models: dict[str, str], train_dir: Path, test_dir: Path, shift: str, tmp: Path,
-                   max_side: int = 0) -> dict:
+def shifted_truth(test_dir: Path, shift: str, out: Path, max_side: int = 0) -> Path:
+    """The test photos of ``test_dir`` re-rendered by the camera ``shift``, as PNG truth in ``out``."""
     from PIL import Image
 
+    out.mkdir(parents=True)
+    for f in sorted(test_dir.glob("*.jpg")):
+        Image.fromarray(shift_rgb(np.asarray(Image.open(f).convert("RGB")), shift, max_side)).save(out / f"{f.stem}.png")
+    return out
+
+
+def _in_domain(name: str) -> bool:
+    """A CHASE_DB1 photo (``Image_08L.jpg``, ``CHASEDB1_08L.png``): the training camera, not an unseen one."""
+    return bool(re.match(r"(image_\d\d[lr]|chasedb1)", name.lower()))
+
+
+def unseen_truth(sources: list[str], out: Path, max_side: int = 0) -> Path:
+    """The ``--unseen`` photos as PNG truth in ``out`` (shrunk, as ``shift_rgb``, to ``max_side``): each
+    source is a folder or file of colour photos (PNG/JPEG/TIFF/DICOM; CHASE_DB1's own photos are skipped,
+    they are the training camera's) or ``skimage`` (scikit-image's fundus photo ``skimage.data.retina()``,
+    CC0, from a camera CHASE_DB1 did not use). ValueError when no photo is left."""
+    from PIL import Image
+
+    from medcolor.evaluate import load_rgb, truth_files
+
+    out.mkdir(parents=True)
+    for src in sources:
+        if src == "skimage":
+            import skimage.data
+
+            photos = [("skimage_retina", np.asarray(skimage.data.retina()))]
+        else:
+            photos = ((f.stem, load_rgb(f)) for f in truth_files(src) if not _in_domain(f.name))
+        for stem, rgb in photos:
+            if (out / f"{stem}.png").exists():
+                raise ValueError(f"--unseen: two photos named {stem}")
+            Image.fromarray(shift_rgb(rgb, "none", max_side)).save(out / f"{stem}.png")
+    if not any(out.iterdir()):
+        raise ValueError(f"--unseen {','.join(sources)}: no photo from another camera")
+    return out
+
+
+def evaluate_truth(models: dict[str, str], train_dir: Path, truth: Path, work: Path) -> dict:
+    """Each model's colouring of ``truth``'s 8-bit gray, and the baselines fitted on ``train_dir``, scored at
+    256x256: ``{column: {psnr, ssim, delta_e2000, per_image: {photo: psnr}}}``."""
     from medcolor.evaluate import evaluate, write_gray
     from medcolor.pipeline import RunOptions, run
 
-    truth = tmp / shift / "truth"
-    truth.mkdir(parents=True)
-    for f in sorted(test_dir.glob("*.jpg")):
-        Image.fromarray(shift_rgb(np.asarray(Image.open(f).convert("RGB")), shift, max_side)).save(truth / f"{f.stem}.png")
-    gray = write_gray(truth, tmp / shift / "gray")
+    gray = write_gray(truth, work / "gray")
     keys = ("psnr", "ssim", "delta_e2000")
+
+    def column(res: dict) -> dict:
+        return {**{m: res["summary"][m]["mean"] for m in keys},
+                "per_image": {Path(r["truth"]).stem: r["psnr"] for r in res["per_image"]}}
+
     res = evaluate(gray, truth, size=256, baselines=("mean-ab", "l-lut"), train=train_dir)
-    out = {f"baseline {k}": {m: v["summary"][m]["mean"] for m in keys} for k, v in res["baselines"].items()}
+    out = {f"baseline {k}": column(v) for k, v in res["baselines"].items()}
     for i, (label, model) in enumerate(models.items()):
-        pred = tmp / shift / f"pred{i}"
+        pred = work / f"pred{i}"
         run([gray], RunOptions(output=pred, method="cnn", fmt="png", device="cpu",
                                backend_options={"model": model}))
-        s = evaluate(pred, truth, size=256)["prediction"]["summary"]
-        out[label] = {m: s[m]["mean"] for m in keys}
+        out[label] = column(evaluate(pred, truth, size=256)["prediction"])
     return out
 
 
@@ -145,8 +194,9 @@ def gain_variants(models: list[str], gains: list[str], tmp: Path, train_dir: Pat
 
 def pick_gain(results: dict, model: str, gains: list[str], max_drop: float) -> tuple[str, float, float] | None:
     """``(gain, in-domain PSNR, worst-shift PSNR)``: the gain of ``model`` with the best worst-shift PSNR
-    among those whose ``none`` PSNR is within ``max_drop`` dB of the model as it is (None if no gain is)."""
-    shifted = [s for s in results if s != "none"]
+    among those whose ``none`` PSNR is within ``max_drop`` dB of the model as it is (None if no gain is).
+    The shifts are the re-renderings: the real photos of ``--unseen`` do not choose the gain."""
+    shifted = [s for s in results if s not in ("none", UNSEEN)]
     ref = results["none"][model]["psnr"]
     best = None
     for g in gains:
@@ -162,8 +212,8 @@ def parse_bars(spec: str) -> dict[str, float]:
     bars = {}
     for item in filter(None, (x.strip() for x in spec.split(","))):
         name, _, value = item.partition("=")
-        if name not in SHIFTS or not value:
-            raise ValueError(f"--bars: {item!r} is not SHIFT=dB with SHIFT one of {', '.join(SHIFTS)}")
+        if name not in (*SHIFTS, UNSEEN) or not value:
+            raise ValueError(f"--bars: {item!r} is not SHIFT=dB with SHIFT one of {', '.join(SHIFTS)} or {UNSEEN}")
         bars[name] = float(value)
     return bars
 
@@ -185,6 +235,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-side", type=int, default=512, help="test photos shrunk to this longer side first (0: "
                     "full size); scoring is at 256x256 either way")
+    ap.add_argument("--unseen", default="", help="also score real photos from other cameras (row 'unseen'): "
+                    "comma-separated folders or files, and/or 'skimage' (scikit-image's CC0 fundus photo)")
     ap.add_argument("--gains", default="", help="comma-separated inference chroma gains to score each model at")
     ap.add_argument("--max-drop", type=float, help="pick the gain (see the module docstring) allowing this "
                     "in-domain PSNR drop in dB")
@@ -204,10 +256,14 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     models = a.model or ["retina"]
     names = list(SHIFTS) if a.shifts == "all" else ["none"] if a.shifts == "none" else a.shifts.split(",")
+    unseen = [u.strip() for u in a.unseen.split(",") if u.strip()]
+    if [n for n in names if n not in SHIFTS] or [u for u in unseen if u != "skimage" and not Path(u).exists()]:
+        ap.error(f"--shifts takes {', '.join(SHIFTS)}; --unseen takes existing folders or files, or skimage")
+    names += [UNSEEN] if unseen else []
     train_dir, test_dir = _split(a.data, a.train_split)
     results = {}
-    if a.max_drop is not None and ("none" not in names or not gains or len(names) < 2):
-        ap.error("--max-drop needs --gains and the shift 'none' beside at least one other")
+    if a.max_drop is not None and ("none" not in names or not gains or set(names) <= {"none", UNSEEN}):
+        ap.error("--max-drop needs --gains and the shift 'none' beside at least one other re-rendering")
     try:
         bars = parse_bars(a.bars)
     except ValueError as exc:
@@ -215,9 +271,15 @@ def main() -> None:
     if bars and (not gains or not set(bars) <= set(names)):
         ap.error("--bars needs --gains and every shift it names among --shifts")
     with tempfile.TemporaryDirectory() as tmp:
+        try:   # the real photos first: a bad --unseen fails before any scoring
+            unseen_dir = unseen_truth(unseen, Path(tmp) / UNSEEN / "truth", a.max_side) if unseen else None
+        except (ValueError, MedcolorError) as exc:
+            ap.error(str(exc))
         columns = gain_variants(models, gains, Path(tmp), train_dir)
         for shift in names:
-            results[shift] = evaluate_shift(columns, train_dir, test_dir, shift, Path(tmp), a.max_side)
+            work = Path(tmp) / shift
+            truth = unseen_dir if shift == UNSEEN else shifted_truth(test_dir, shift, work / "truth", a.max_side)
+            results[shift] = evaluate_truth(columns, train_dir, truth, work)
             print(shift, json.dumps({k: round(v["psnr"], 2) for k, v in results[shift].items()}), flush=True)
     cols = list(next(iter(results.values())))
     print(f"\nPSNR dB / SSIM, train {a.train_split}, test the other fold, each shift applied to the test photos")
@@ -225,13 +287,20 @@ def main() -> None:
     print("|---|" + "---|" * len(cols))
     for shift, r in results.items():
         print(f"| {shift} | " + " | ".join(f"{r[c]['psnr']:.2f} / {r[c]['ssim']:.3f}" for c in cols) + " |")
-    shifted = [s for s in results if s != "none"]
+    shifted = [s for s in results if s not in ("none", UNSEEN)]   # the re-renderings (unseen: its own row)
     if shifted:
         print("| mean over shifts | " + " | ".join(
             f"{np.mean([results[s][c]['psnr'] for s in shifted]):.2f} / "
             f"{np.mean([results[s][c]['ssim'] for s in shifted]):.3f}" for c in cols) + " |")
         print("| worst shift | " + " | ".join(
             f"{min(results[s][c]['psnr'] for s in shifted):.2f}" for c in cols) + " |")
+    if UNSEEN in results:
+        photos = list(next(iter(results[UNSEEN].values()))["per_image"])
+        print(f"\nPSNR dB per photo of --unseen {a.unseen}")
+        print("| photo | " + " | ".join(cols) + " |")
+        print("|---|" + "---|" * len(cols))
+        for ph in photos:
+            print(f"| {ph} | " + " | ".join(f"{results[UNSEEN][c]['per_image'][ph]:.2f}" for c in cols) + " |")
     if a.max_drop is not None:
         for model in models:
             best = pick_gain(results, model, gains, a.max_drop)

@@ -31,7 +31,8 @@ import torch
 from medcolor.errors import MedcolorError
 from medcolor.metrics import colourfulness, summarize
 
-__all__ = ["BASELINES", "PROTOCOL", "rgb_metrics", "evaluate", "match_predictions", "truth_files", "write_gray"]
+__all__ = ["BASELINES", "PROTOCOL", "rgb_metrics", "evaluate", "load_rgb", "match_predictions", "truth_files",
+           "write_gray"]
 
 BASELINES = ("gray", "mean-ab", "l-lut")
 METRICS = ("psnr", "ssim", "nrmse", "delta_e2000", "colourfulness")
@@ -62,7 +63,8 @@ def rgb_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "colourfulness": float(colourfulness(np.ascontiguousarray(pred)))}
 
 
-def _load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path) -> np.ndarray:
+    """uint8 sRGB ``[H,W,3]`` of a colour image file (PNG/JPEG/TIFF, or DICOM through medcolor.io)."""
     from medcolor.io import read_image_rgb
 
     if path.suffix.lower() == ".dcm":
@@ -132,7 +134,7 @@ def write_gray(truth: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for t in truth_files(truth):
-        gray = _baseline_rgb(_load_rgb(t), lambda L: torch.zeros(1, 2, 1, 1))[..., 0]
+        gray = _baseline_rgb(load_rgb(t), lambda L: torch.zeros(1, 2, 1, 1))[..., 0]
         Image.fromarray(np.ascontiguousarray(gray), "L").save(out / f"{t.stem}.png")
     return out
 
@@ -180,14 +182,14 @@ def evaluate(pred: str | Path, truth: str | Path, size: int = 256, baselines: Se
     base_rows: dict[str, list[dict[str, Any]]] = {b: [] for b in baseline_fns}
     missing: list[str] = []
     for t in truths:
-        truth_rgb = _load_rgb(t)
+        truth_rgb = load_rgb(t)
         tr = _resize(truth_rgb, size)
         p = matches.get(t)
         if pred is not None:
             if p is None:
                 missing.append(t.name)
             else:
-                pr = _resize(_load_rgb(p), size)
+                pr = _resize(load_rgb(p), size)
                 rows.append({"truth": t.name, "prediction": str(p), **rgb_metrics(tr, pr)})
         for name, fn in baseline_fns.items():
             br = _resize(_baseline_rgb(truth_rgb, fn), size)

@@ -43,3 +43,31 @@ def test_bars_pick_the_gain_with_the_largest_smallest_margin() -> None:
     for bad in ("nowhere=3", "none", "none=abc"):
         with pytest.raises(ValueError):
             retina_shift.parse_bars(bad)
+
+
+def test_unseen_photos_are_the_other_cameras_only_shrunk_and_never_chase(tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos = make_crops(tmp_path / "photos", n=3, size=80)
+    for name in ("Image_08L.png", "CHASEDB1_12R.png"):           # the training camera: skipped
+        Image.new("RGB", (40, 40), (200, 90, 20)).save(photos / name)
+    truth = retina_shift.unseen_truth([str(photos), "skimage"], tmp_path / "truth", max_side=64)
+    names = sorted(f.name for f in truth.iterdir())
+    assert names == ["crop0.png", "crop1.png", "crop2.png", "skimage_retina.png"]
+    assert max(Image.open(truth / "skimage_retina.png").size) == 64          # 1411 x 1411, shrunk
+    with Image.open(photos / "crop0.png") as a, Image.open(truth / "crop0.png") as b:
+        assert b.size == (64, 64) and a.size == (80, 80)
+    only_chase = tmp_path / "chase"
+    only_chase.mkdir()
+    Image.new("RGB", (40, 40)).save(only_chase / "Image_01R.png")
+    with pytest.raises(ValueError, match="no photo from another camera"):
+        retina_shift.unseen_truth([str(only_chase)], tmp_path / "truth2")
+    assert retina_shift.parse_bars("none=29,unseen=22") == {"none": 29.0, "unseen": 22.0}
+
+
+def test_the_real_photos_never_choose_the_gain_by_the_max_drop_rule() -> None:
+    col = "m x{}".format
+    results = {"none": {"m": {"psnr": 30.0}, col("1"): {"psnr": 30.0}, col("0.9"): {"psnr": 29.5}},
+               "desaturated": {col("1"): {"psnr": 21.0}, col("0.9"): {"psnr": 22.0}},
+               retina_shift.UNSEEN: {col("1"): {"psnr": 26.0}, col("0.9"): {"psnr": 20.0}}}
+    assert retina_shift.pick_gain(results, "m", ["1", "0.9"], 1.0) == ("0.9", 29.5, 22.0)
