@@ -5,7 +5,10 @@ usage: python benchmarks/train_shipped.py [--data /work/shared/data] [--only ret
                                           [--chroma-gain G|GA,GB] [--chroma-gain-slope K] [--chroma-centre zero|mean]
                                           [--cyclegan-minutes 15]
 
-* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos), validated on 08-14, with the inference
+* ``retina``: CHASE_DB1 training images 01-07 (14 fundus photos) and, with ``--retina-extra`` (default
+  ``skimage``), fundus photos from other cameras -- ``skimage``: scikit-image's ``skimage.data.retina()``
+  (one adult eye, CC0; docs/cnn.md "Camera shift": it lifts the score on other cameras' photos) -- validated
+  on 08-14, with the inference
   chroma gain ``--chroma-gain``/``--chroma-gain-slope``/``--chroma-centre`` (as ``medcolor train``'s; chosen
   by ``benchmarks/retina_shift.py --gains ... --bars ...`` on the other fold: paler cameras, docs/cnn.md
   "Camera shift"); ``--retina-steps`` trains a fixed step count (repeatable) instead
@@ -51,6 +54,8 @@ from medcolor.train.lut import chroma_centre  # noqa: E402
 
 CHASE_ATTR = ("CHASE_DB1 (Kingston University London / St George's, University of London; Fraz et al., "
               "IEEE TBME 59(9):2538-2548, 2012), CC BY 4.0; images 01-07 used for training")
+SKIMAGE_ATTR = ("scikit-image's skimage.data.retina(): M. Haggstrom, 'Fundus photograph of normal left eye', "
+                "Wikimedia Commons, CC0 1.0")
 MEAT_ATTR = ("Meat Cut Image Dataset (BEEF), Big Data and Analytics Research Centre / VistaMilk-DATAS, Ireland, "
              "2021, Zenodo record 4704391, CC BY 4.0; three crops of the dataset-ninja/meat-cut preview collage")
 
@@ -70,7 +75,9 @@ def _progress(name: str):
 
 
 def ship(name: str, data: Path, val: Path | None, minutes: float | None, extra: dict, size: int = 128,
-         steps: int | None = None, gain: dict | None = None) -> dict:
+         steps: int | None = None, gain: dict | None = None, data_label: str | None = None) -> dict:
+    """Train cnn model ``name`` on ``data`` and write it (inference-only) to the models folder; returns its
+    manifest entry. ``data_label`` names the training data in the manifest instead of ``data``'s folder."""
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / f"{name}-train.pt"
         t0 = time.time()
@@ -78,7 +85,10 @@ def ship(name: str, data: Path, val: Path | None, minutes: float | None, extra: 
                                 seed=0, size=size, val_every=100, checkpoint_every=0, name=name,
                                 chroma_gain=gain or 1.0), _progress(name))
         dst = MODELS_DIR / f"{name}.pt"
-        manifest = export_inference(full, dst, dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2)))
+        updates = dict(extra, name=name, train_minutes=round((time.time() - t0) / 60, 2))
+        if data_label:
+            updates["training_data"] = dict(load_checkpoint(full)[0]["training_data"], folder=data_label)
+        manifest = export_inference(full, dst, updates)
     print(f"[{name}] {res['steps']} steps, {res['seconds'] / 60:.1f} min, val {res['validation']}", flush=True)
     return {"file": dst.name, "sha256": _sha(dst), "weights_sha256": manifest["weights_sha256"],
             "size_bytes": dst.stat().st_size, "architecture": manifest["architecture"],
@@ -148,6 +158,24 @@ def ship_cyclegan(name: str, gray: Path, color: Path, minutes: float, extra: dic
             "train_minutes": manifest["train_minutes"]}
 
 
+def retina_photos(chase_train: Path, extra: list[str], dst: Path) -> Path:
+    """The retina training folder ``dst``: CHASE_DB1's training photos (linked) and each of ``extra``:
+    ``skimage`` (scikit-image's fundus photo, saved as ``skimage_retina.png``) or a folder of photos."""
+    from PIL import Image
+
+    dst.mkdir(parents=True)
+    sources = [chase_train] + [Path(e) for e in extra if e != "skimage"]
+    for f in (f for src in sources for f in find_images(src)):
+        if (dst / f.name).exists():
+            raise SystemExit(f"--retina-extra: two training photos named {f.name}")
+        (dst / f.name).symlink_to(f.resolve())
+    if "skimage" in extra:
+        import skimage.data
+
+        Image.fromarray(skimage.data.retina()).save(dst / "skimage_retina.png")
+    return dst
+
+
 def _beef_crops(src: Path, dst: Path) -> Path:
     dst.mkdir(parents=True)
     for f in ("beef_lean_bright.jpg", "beef_lean_dark.jpg", "beef_marbled.jpg"):
@@ -166,6 +194,9 @@ def main() -> None:
     ap.add_argument("--chroma-gain-slope", type=float, default=0.0, help="retina's chroma gain slope over L")
     ap.add_argument("--chroma-centre", default="zero", help="retina's chroma centre: zero | mean (of its training "
                     "photos) | CA,CB")
+    ap.add_argument("--retina-extra", default="skimage", help="retina: photos from other fundus cameras trained "
+                    "on beside CHASE_DB1 01-07, comma-separated: skimage (scikit-image's CC0 fundus photo) and/or "
+                    "folders; none for CHASE_DB1 alone")
     ap.add_argument("--keep-weights", action="store_true", help="retina: no training, re-export the shipped "
                     "weights with --chroma-gain")
     a = ap.parse_args()
@@ -180,12 +211,19 @@ def main() -> None:
     if a.keep_weights:
         doc["models"]["retina"] = regain("retina", chase / "test" / "images", gain, doc["models"]["retina"])
     elif a.only in (None, "retina"):
-        doc["models"]["retina"] = ship("retina", chase / "training" / "images", chase / "test" / "images",
-                                       a.retina_minutes,
-                                       {"licence": "CC BY 4.0 (training data)", "attribution": CHASE_ATTR,
-                                        "description": "colour fundus photographs (CHASE_DB1 01-07)",
-                                        "validation_data": "CHASE_DB1 test images 08-14"},
-                                       steps=a.retina_steps, gain=gain)
+        extra = [e.strip() for e in a.retina_extra.split(",") if e.strip() and e.strip() != "none"]
+        with tempfile.TemporaryDirectory() as tmp:
+            photos = retina_photos(chase / "training" / "images", extra, Path(tmp) / "retina_photos")
+            entry = ship("retina", photos, chase / "test" / "images", a.retina_minutes,
+                         {"licence": "CC BY 4.0 (CHASE_DB1)" + (", CC0 (skimage)" if "skimage" in extra else "")
+                          + " (training data)",
+                          "attribution": CHASE_ATTR + (f"; {SKIMAGE_ATTR}" if "skimage" in extra else ""),
+                          "description": "colour fundus photographs (CHASE_DB1 01-07"
+                                         + "".join(f" + {e}" for e in extra) + ")",
+                          "validation_data": "CHASE_DB1 test images 08-14"},
+                         steps=a.retina_steps, gain=gain,
+                         data_label="chase_db1/training/images" + "".join(f" + {e}" for e in extra))
+        doc["models"]["retina"] = entry
     if a.only in (None, "cyclegan-meat") and not a.keep_weights:
         with tempfile.TemporaryDirectory() as tmp:
             crops = _beef_crops(a.data / "meat_exemplar_beef_meatcut", Path(tmp) / "beef_crops")

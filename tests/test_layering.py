@@ -147,7 +147,8 @@ def test_shipped_checkpoints_give_the_outputs_they_gave_before_the_nets_move() -
     """tests/data/shipped_model_ab.json: ab of every shipped model on a fixed L image, printed by the
     code before the networks moved from medcolor/train and medcolor/colorizers/_nets.py to
     medcolor/nets (keyed by weights sha256, so a retrained model is not compared with another's; the
-    withdrawn models, which have no file any more, are not in it). A model shipped with an inference chroma
+    withdrawn models, which have no file any more, are not in it; ``retina``, retrained with a photo of
+    another camera, by the code that retrained it, before the gain). A model shipped with an inference chroma
     gain (its manifest's ``chroma_gain``) gives those a,b times the gain."""
     from medcolor.colorizers import get_colorizer
     from medcolor.nets.checkpoint import apply_chroma_gain, chroma_gain, load_model_options, shipped_models
