@@ -136,6 +136,14 @@ def unseen_truth(sources: list[str], out: Path, max_side: int = 0) -> Path:
     return out
 
 
+def trained_on(model: str) -> str:
+    """The training-data folder a checkpoint's manifest names (``retina``'s: ``chase_db1/training/images +
+    skimage``)."""
+    from medcolor.nets.checkpoint import load_checkpoint, resolve_model
+
+    return str(load_checkpoint(resolve_model(model))[0].get("training_data", {}).get("folder", ""))
+
+
 def evaluate_truth(models: dict[str, str], train_dir: Path, truth: Path, work: Path) -> dict:
     """Each model's colouring of ``truth``'s 8-bit gray, and the baselines fitted on ``train_dir``, scored at
     256x256: ``{column: {psnr, ssim, delta_e2000, per_image: {photo: psnr}}}``."""
@@ -276,6 +284,10 @@ def main() -> None:
         except (ValueError, MedcolorError) as exc:
             ap.error(str(exc))
         columns = gain_variants(models, gains, Path(tmp), train_dir)
+        for model in models if "skimage" in unseen else []:
+            if "skimage" in trained_on(model):
+                print(f"note: {model} was trained on scikit-image's photo: its skimage_retina row is not an "
+                      "unseen camera", flush=True)
         for shift in names:
             work = Path(tmp) / shift
             truth = unseen_dir if shift == UNSEEN else shifted_truth(test_dir, shift, work / "truth", a.max_side)

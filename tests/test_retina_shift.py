@@ -71,3 +71,7 @@ def test_the_real_photos_never_choose_the_gain_by_the_max_drop_rule() -> None:
                "desaturated": {col("1"): {"psnr": 21.0}, col("0.9"): {"psnr": 22.0}},
                retina_shift.UNSEEN: {col("1"): {"psnr": 26.0}, col("0.9"): {"psnr": 20.0}}}
     assert retina_shift.pick_gain(results, "m", ["1", "0.9"], 1.0) == ("0.9", 29.5, 22.0)
+
+
+def test_the_shipped_retina_says_it_was_trained_on_the_skimage_photo() -> None:
+    assert "skimage" in retina_shift.trained_on("retina")
