@@ -216,7 +216,7 @@ def main() -> None:
             photos = retina_photos(chase / "training" / "images", extra, Path(tmp) / "retina_photos")
             entry = ship("retina", photos, chase / "test" / "images", a.retina_minutes,
                          {"licence": "CC BY 4.0 (CHASE_DB1)" + (", CC0 (skimage)" if "skimage" in extra else "")
-                          + " (training data)",
+                          + "".join(f", the licence of {e}" for e in extra if e != "skimage") + " (training data)",
                           "attribution": CHASE_ATTR + (f"; {SKIMAGE_ATTR}" if "skimage" in extra else ""),
                           "description": "colour fundus photographs (CHASE_DB1 01-07"
                                          + "".join(f" + {e}" for e in extra) + ")",
